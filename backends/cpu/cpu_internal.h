@@ -1,0 +1,62 @@
+/* lorac CPU backend — internal interface between the dispatcher (cpu_backend.c) and the kernels.
+ *
+ * Every op of lorac/graph.h has one kernel `lc_cpu_op_<name>(ctx, node)` (name in lower case as in
+ * LC_OP_LIST, e.g. lc_cpu_op_mul_mat_back). Kernels read tensor data through LC_CPU_DATA, honour the
+ * `accum` bits of backward nodes, skip NULL gradient outputs, parallelise with OpenMP using
+ * ctx->n_threads, and return LC_OK or an lc_error status naming the op. Plain loops live in the
+ * tests as references; kernels here may block and vectorise but must not use fast-math.
+ */
+#ifndef LORAC_CPU_INTERNAL_H
+#define LORAC_CPU_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lorac/backend.h"
+#include "lorac/graph.h"
+#include "lorac/tensor.h"
+
+typedef struct lc_cpu_ctx {
+    int n_threads;  /* OpenMP threads: $LORAC_THREADS, else the number of cores */
+} lc_cpu_ctx;
+
+/* Host pointer to a tensor's first element; NULL for a NULL tensor. */
+#define LC_CPU_DATA(t) ((t) ? (void *)((char *)(t)->buffer->impl + (t)->offset) : NULL)
+#define LC_CPU_F32(t) ((float *)LC_CPU_DATA(t))
+#define LC_CPU_I32(t) ((int32_t *)LC_CPU_DATA(t))
+
+typedef lc_status (*lc_cpu_kernel_fn)(lc_cpu_ctx *ctx, const lc_node *node);
+
+#define LC_CPU_DECL(name) lc_status lc_cpu_op_##name(lc_cpu_ctx *ctx, const lc_node *node);
+/* ops_misc.c */
+LC_CPU_DECL(fill) LC_CPU_DECL(get_rows) LC_CPU_DECL(get_rows_back) LC_CPU_DECL(dequantize)
+LC_CPU_DECL(cpy) LC_CPU_DECL(sum_sq) LC_CPU_DECL(adamw)
+/* ops_matmul.c */
+LC_CPU_DECL(mul_mat) LC_CPU_DECL(mul_mat_back) LC_CPU_DECL(lora) LC_CPU_DECL(lora_back)
+LC_CPU_DECL(lora_merge)
+/* ops_elementwise.c */
+LC_CPU_DECL(add) LC_CPU_DECL(add_back) LC_CPU_DECL(mul) LC_CPU_DECL(mul_back)
+LC_CPU_DECL(scale) LC_CPU_DECL(scale_back) LC_CPU_DECL(gelu_tanh) LC_CPU_DECL(gelu_tanh_back)
+LC_CPU_DECL(silu) LC_CPU_DECL(silu_back) LC_CPU_DECL(geglu) LC_CPU_DECL(geglu_back)
+LC_CPU_DECL(swiglu) LC_CPU_DECL(swiglu_back)
+/* ops_norm_rope.c */
+LC_CPU_DECL(rms_norm) LC_CPU_DECL(rms_norm_back) LC_CPU_DECL(rope) LC_CPU_DECL(rope_back)
+/* ops_attention.c */
+LC_CPU_DECL(attention) LC_CPU_DECL(attention_back)
+/* ops_loss.c */
+LC_CPU_DECL(cross_entropy) LC_CPU_DECL(cross_entropy_back)
+#undef LC_CPU_DECL
+
+/* ops_matmul.c: y[M,N] (row-major, ldy) = x[M,K] · w[N,K]ᵀ (+ y when accumulate), where w is
+ * given as rows of any dtype (row stride w_nb1 bytes). Quantized or half w is dequantised in
+ * tiles of rows into a per-thread scratch buffer, never whole. Used by mul_mat and lora. */
+lc_status lc_cpu_matmul_xwT(lc_cpu_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
+                            const void *w, lc_dtype w_type, size_t w_nb1, int64_t m, int64_t n,
+                            int64_t k, bool accumulate);
+/* dx[M,K] (+)= dy[M,N] · w[N,K], w rows of any dtype as above. */
+lc_status lc_cpu_matmul_dyW(lc_cpu_ctx *ctx, float *dx, int64_t lddx, const float *dy, int64_t lddy,
+                            const void *w, lc_dtype w_type, size_t w_nb1, int64_t m, int64_t n,
+                            int64_t k, bool accumulate);
+
+#endif

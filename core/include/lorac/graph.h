@@ -1,0 +1,244 @@
+/* lorac — the training graph: op builders, reverse-mode autodiff, memory planner, replay.
+ *
+ * A graph is built once on a device and replayed every step. Builders record nodes and return
+ * the node's output tensor; on bad input they return NULL and record the error on the graph
+ * (lc_graph_status), and a builder given a NULL input returns NULL, so a chain of builders can be
+ * checked once at the end. lc_graph_backward appends gradient nodes and never creates a gradient
+ * for a tensor that is not a trainable parameter or on a path from one (no dW for frozen
+ * weights). lc_graph_plan checks that the device supports every node, then assigns activation
+ * memory with lifetime-based reuse ("reserve, then allocate"): one arena per graph.
+ *
+ * Conventions (as ggml / GGUF): ne[0] is the contiguous dimension. Activations are F32 2-D
+ * tensors [features, tokens] where tokens = n_seq * seq_len; per-head structure is an op
+ * parameter, so no view or permute ops are needed. Unless an op says otherwise its tensors are
+ * contiguous with ne[2] = ne[3] = 1.
+ *
+ * ---- Ops (dst = outputs, src = inputs; shapes in ne order) ----------------------------------
+ * FILL          dst0 (F32, any shape) = fp[0].
+ * GET_ROWS      src0 table [E, V] (F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q6_K), src1 ids I32 [N]
+ *               -> dst0 F32 [E, N], dst0[:, n] = table[:, ids[n]]. ids must lie in [0, V).
+ * MUL_MAT       src0 x F32 [K, M], src1 w [K, N] any dtype -> dst0 y F32 [N, M],
+ *               y[n,m] = sum_k x[k,m] * w[k,n]   (y = x·wᵀ with w in PyTorch [out,in] order).
+ * LORA          src0 x F32 [in, T], src1 w [in, out] any dtype, src2 lora_A F32 [in, r]
+ *               (PyTorch [r, in]), src3 lora_B F32 [r, out] (PyTorch [out, r])
+ *               -> dst0 y F32 [out, T], dst1 u F32 [r, T]:
+ *               h = drop(x);  u[j,t] = sum_i A[i,j] h[i,t];
+ *               y[o,t] = sum_i w[i,o] x[i,t] + fp[0] * sum_j B[j,o] u[j,t].
+ *               fp[0] = scaling (lora_alpha/r or lora_alpha/sqrt(r)), fp[1] = dropout p in [0,1).
+ *               drop(x)[i,t] = x[i,t] * keep / (1-p) with keep = lc_rng_keep(seed,
+ *               lc_rng_dropout_stream(rng_step, ip[0]), t*in + i, p); ip[0] = module id.
+ *               Source: reference/peft-lora.md §1.2 (dropout on the LoRA input only).
+ * ADD, MUL      src0 a F32 [n0, n1], src1 b F32 [m0, m1] with n0 % m0 == 0 and n1 % m1 == 0
+ *               -> dst0 [n0, n1] = a[i,j] (+ or *) b[i % m0, j % m1]  (b broadcast by repetition).
+ * SCALE         dst0 = src0 * fp[0].
+ * RMS_NORM      src0 x F32 [n, R], src1 weight F32 [g] or NULL; ip[0] = g (group size, n % g == 0;
+ *               0 means g = n), fp[0] = eps. Each group of g consecutive elements of a row is
+ *               normalised: y = x / sqrt(mean(x^2 over the group) + eps) * w[i % g].
+ * ROPE          src0 x F32 [hd * n_head, T], src1 pos I32 [T] -> dst0 same shape.
+ *               ip[0] = n_head, ip[1] = n_rot (even, <= hd; dims >= n_rot pass through),
+ *               ip[2] = mode (LC_ROPE_NORM 0: pairs (2i, 2i+1); LC_ROPE_NEOX 2: pairs (i, i+n_rot/2)),
+ *               fp[0] = freq_base, fp[1] = freq_scale. For i < n_rot/2:
+ *               theta = (float)pos * freq_scale * powf(freq_base, -2.0f*i/n_rot) (single precision),
+ *               (a, b) -> (a cos - b sin, a sin + b cos). Source: reference/formats.md §3.
+ * ATTENTION     src0 q [hd*n_head, Tq*S], src1 k [hd*n_kv, Tk*S], src2 v [hd*n_kv, Tk*S]
+ *               -> dst0 o [hd*n_head, Tq*S], dst1 lse F32 [n_head, Tq*S].
+ *               ip[0] = n_head, ip[1] = n_kv (n_head % n_kv == 0), ip[2] = S (sequences),
+ *               ip[3] = causal (0/1), ip[4] = window (0: none); fp[0] = scale.
+ *               Token t of sequence s is column s*T + t. Query i sits at position Tk - Tq + i, key j
+ *               at j; key j is visible when (!causal || j <= pos_i) && (window == 0 ||
+ *               pos_i - j < window). Query head h reads kv head h / (n_head / n_kv) (GQA).
+ *               o = softmax(scale * q·kᵀ over visible keys) · v; lse = natural log of the
+ *               softmax denominator including the max. A query with no visible key: o = 0,
+ *               lse = -INFINITY.
+ * GELU_TANH     y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+ * SILU          y = x / (1 + exp(-x)).
+ * GEGLU, SWIGLU src0 gate, src1 up (same shape) -> gelu_tanh(gate) * up, silu(gate) * up.
+ * CROSS_ENTROPY src0 logits F32 [V, N], src1 labels I32 [N] -> dst0 loss F32 [1], dst1 lse F32 [N].
+ *               ip[0] = ignore_index. Row n counts when labels[n] != ignore_index and
+ *               0 <= labels[n] < V. loss = sum over counted rows of (lse[n] - logits[label, n]) / D,
+ *               D = fp[0] when fp[0] > 0 (gradient accumulation: the step's label count), else the
+ *               number of counted rows; no counted row gives loss 0 and zero gradients.
+ * DEQUANTIZE    src0 any dtype -> dst0 F32, same ne.
+ * CPY           src0 F32/F16/BF16 -> dst0 F32/F16/BF16 (convert, round to nearest even), same ne.
+ * SUM_SQ        src0 F32 any shape -> dst0 F32 [1] = sum of squares (grad norm).
+ * ADAMW         in place: src0 = dst0 param F32, src1 grad F32, src2 = dst1 m, src3 = dst2 v.
+ *               fp[0] lr, fp[1] beta1, fp[2] beta2, fp[3] eps, fp[4] weight_decay, fp[5] grad_scale
+ *               (g = grad * grad_scale; clipping), ip[0] = t (>= 1). Decoupled weight decay
+ *               (Loshchilov & Hutter, ICLR 2019; as torch.optim.AdamW):
+ *               p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ *               p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+ * LORA_MERGE    in place: src0 = dst0 w [in, out] F32/F16/BF16, src1 lora_A [in, r], src2 lora_B
+ *               [r, out]; w[i,o] += fp[0] * sum_j B[j,o] A[i,j], computed in F32 and rounded once
+ *               into w's dtype. fp[0] = +scaling merges, -scaling unmerges.
+ *
+ * ---- Backward ops (<OP>_BACK) --------------------------------------------------------------
+ * src[0..3] = the forward node's src[0..3]; src[4] = forward dst0; src[5] = forward dst1 (aux:
+ * LORA u, ATTENTION lse, CROSS_ENTROPY lse; else NULL); src[6] = gradient of forward dst0 (F32,
+ * dst0's shape; for CROSS_ENTROPY the scalar dloss [1]). dst[i] = gradient of forward src[i]
+ * (F32, src[i]'s ne) or NULL when not needed. Bit i of `accum` set: add into dst[i]; clear:
+ * overwrite it. ip, fp, seed and rng_step are the forward node's.
+ */
+#ifndef LORAC_GRAPH_H
+#define LORAC_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lorac/device.h"
+#include "lorac/status.h"
+#include "lorac/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LC_OP_LIST(X)                                                                       \
+    X(NONE) X(FILL) X(GET_ROWS) X(MUL_MAT) X(LORA) X(ADD) X(MUL) X(SCALE) X(RMS_NORM)       \
+    X(ROPE) X(ATTENTION) X(GELU_TANH) X(SILU) X(GEGLU) X(SWIGLU) X(CROSS_ENTROPY)           \
+    X(DEQUANTIZE) X(CPY) X(SUM_SQ) X(ADAMW) X(LORA_MERGE)                                   \
+    X(GET_ROWS_BACK) X(MUL_MAT_BACK) X(LORA_BACK) X(ADD_BACK) X(MUL_BACK) X(SCALE_BACK)     \
+    X(RMS_NORM_BACK) X(ROPE_BACK) X(ATTENTION_BACK) X(GELU_TANH_BACK) X(SILU_BACK)          \
+    X(GEGLU_BACK) X(SWIGLU_BACK) X(CROSS_ENTROPY_BACK)
+
+typedef enum lc_op {
+#define LC_X_OP(name) LC_OP_##name,
+    LC_OP_LIST(LC_X_OP)
+#undef LC_X_OP
+    LC_OP_COUNT
+} lc_op;
+
+/* "mul_mat", "lora_back", ... */
+const char *lc_op_name(lc_op op);
+
+enum { LC_ROPE_NORM = 0, LC_ROPE_NEOX = 2 };
+
+#define LC_MAX_SRC 8
+#define LC_MAX_DST 4
+
+struct lc_node {
+    lc_op op;
+    lc_tensor *src[LC_MAX_SRC];
+    lc_tensor *dst[LC_MAX_DST];
+    uint32_t accum;     /* backward ops: bit i set = accumulate into dst[i] */
+    int32_t ip[8];      /* integer parameters, per op (see above) */
+    float fp[8];        /* float parameters, per op */
+    uint64_t seed;      /* LORA dropout seed */
+    uint64_t rng_step;  /* LORA dropout step, set by lc_graph_set_step */
+    int index;          /* position in the graph */
+};
+
+typedef struct lc_lora_params {
+    float scaling;      /* lora_alpha / r, or lora_alpha / sqrt(r) with rsLoRA */
+    float dropout;      /* p in [0, 1); 0 disables dropout */
+    uint32_t module_id; /* distinct per LoRA module, < 2^24: selects the dropout stream */
+    uint64_t seed;
+} lc_lora_params;
+
+typedef struct lc_attention_params {
+    int n_head, n_kv, n_seq;
+    bool causal;
+    int window;         /* 0 = no sliding window */
+    float scale;        /* usually 1/sqrt(head_dim) */
+} lc_attention_params;
+
+typedef struct lc_adamw_params {
+    float lr, beta1, beta2, eps, weight_decay;
+} lc_adamw_params;
+
+/* ---- lifetime -------------------------------------------------------------------------- */
+
+/* New empty graph on `dev`. NULL when out of memory. */
+lc_graph *lc_graph_new(lc_device *dev);
+/* Free the graph, its tensors, gradients and arena. NULL is a no-op. */
+void lc_graph_free(lc_graph *g);
+/* First error recorded by a builder (LC_OK if none); message via lc_last_error at that time
+ * and lc_graph_error(g) afterwards. */
+lc_status lc_graph_status(const lc_graph *g);
+const char *lc_graph_error(const lc_graph *g);
+lc_device *lc_graph_device(const lc_graph *g);
+
+/* Persistent graph-owned leaf (never reused by the planner) that the host fills every step with
+ * lc_tensor_set: token ids, labels, positions. 1..2 dims: ne0, ne1 (ne1 = 1 for a vector).
+ * Allocated by lc_graph_plan. */
+lc_tensor *lc_graph_input(lc_graph *g, lc_dtype dtype, int64_t ne0, int64_t ne1, const char *name);
+
+/* Mark a node output the host will read after compute (its memory is not reused). */
+void lc_graph_set_output(lc_graph *g, lc_tensor *t);
+
+/* ---- op builders (see the op table above for shapes and semantics) ---------------------- */
+/* Each returns the op's main output, or NULL after recording LC_ERR_SHAPE / LC_ERR_DTYPE /
+ * LC_ERR_INVALID_ARG / LC_ERR_STATE (graph already planned) on the graph. Leaves may be
+ * standalone tensors (lc_tensor_new) on the graph's device. */
+lc_tensor *lc_fill(lc_graph *g, int64_t ne0, int64_t ne1, float value);
+lc_tensor *lc_get_rows(lc_graph *g, lc_tensor *table, lc_tensor *ids);
+lc_tensor *lc_mul_mat(lc_graph *g, lc_tensor *x, lc_tensor *w);
+lc_tensor *lc_lora(lc_graph *g, lc_tensor *x, lc_tensor *w, lc_tensor *lora_a, lc_tensor *lora_b,
+                   const lc_lora_params *p);
+lc_tensor *lc_add(lc_graph *g, lc_tensor *a, lc_tensor *b);
+lc_tensor *lc_mul(lc_graph *g, lc_tensor *a, lc_tensor *b);
+lc_tensor *lc_scale(lc_graph *g, lc_tensor *a, float s);
+lc_tensor *lc_rms_norm(lc_graph *g, lc_tensor *x, lc_tensor *weight, int64_t group, float eps);
+lc_tensor *lc_rope(lc_graph *g, lc_tensor *x, lc_tensor *pos, int n_head, int n_rot, int mode,
+                   float freq_base, float freq_scale);
+lc_tensor *lc_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v,
+                        const lc_attention_params *p);
+lc_tensor *lc_gelu_tanh(lc_graph *g, lc_tensor *x);
+lc_tensor *lc_silu(lc_graph *g, lc_tensor *x);
+lc_tensor *lc_geglu(lc_graph *g, lc_tensor *gate, lc_tensor *up);
+lc_tensor *lc_swiglu(lc_graph *g, lc_tensor *gate, lc_tensor *up);
+lc_tensor *lc_cross_entropy(lc_graph *g, lc_tensor *logits, lc_tensor *labels, int ignore_index);
+lc_tensor *lc_dequantize(lc_graph *g, lc_tensor *t);
+lc_tensor *lc_cpy(lc_graph *g, lc_tensor *t, lc_dtype dtype);
+lc_tensor *lc_sum_sq(lc_graph *g, lc_tensor *x);
+/* In-place update nodes; return `param` / `w`. m and v are F32 tensors shaped like param. */
+lc_tensor *lc_adamw(lc_graph *g, lc_tensor *param, lc_tensor *grad, lc_tensor *m, lc_tensor *v,
+                    const lc_adamw_params *p);
+lc_tensor *lc_lora_merge_op(lc_graph *g, lc_tensor *w, lc_tensor *lora_a, lc_tensor *lora_b,
+                            float scale);
+
+/* Node that produced `t` (NULL for leaves); lets callers set fp/ip fields after building. */
+lc_node *lc_tensor_node(lc_tensor *t);
+
+/* ---- autodiff, planning, execution ---------------------------------------------------- */
+
+/* Append the backward pass of `out`. seed NULL: `out` must have one element and is seeded with
+ * 1; else seed is an F32 tensor shaped like `out` holding dL/d(out). Every LC_TENSOR_PARAM leaf
+ * that `out` depends on gets t->grad, a persistent F32 tensor that backward nodes ADD into
+ * (zero it with lc_graph_zero_grad). Intermediate gradients live in the arena. Frozen and input
+ * tensors never get gradients. Errors: LC_ERR_STATE (called twice or after plan),
+ * LC_ERR_INVALID_ARG (no parameter reaches out), LC_ERR_NOMEM. */
+lc_status lc_graph_backward(lc_graph *g, lc_tensor *out, lc_tensor *seed);
+
+/* Check every node against the device (LC_ERR_UNSUPPORTED naming op, dtypes and device),
+ * plan and allocate memory. Must precede lc_graph_compute; no builders after it. */
+lc_status lc_graph_plan(lc_graph *g);
+
+/* Run every node in order and wait for the device. Errors: LC_ERR_STATE (not planned),
+ * backend errors naming the op. */
+lc_status lc_graph_compute(lc_graph *g);
+
+/* Zero the gradients of every parameter leaf. */
+lc_status lc_graph_zero_grad(lc_graph *g);
+
+/* Set the dropout step of every LORA / LORA_BACK node (a fresh mask every step). */
+void lc_graph_set_step(lc_graph *g, uint64_t step);
+
+/* Set lr, t and grad_scale of every ADAMW node. */
+void lc_graph_set_adamw(lc_graph *g, float lr, int t, float grad_scale);
+
+/* Introspection. */
+int lc_graph_n_nodes(const lc_graph *g);
+lc_node *lc_graph_node(const lc_graph *g, int i);
+/* Parameter leaves in first-use order; returns the count, writes at most max. */
+int lc_graph_params(const lc_graph *g, lc_tensor **out, int max);
+/* Bytes of the planned activation arena, and what it would take without reuse. */
+uint64_t lc_graph_arena_bytes(const lc_graph *g);
+uint64_t lc_graph_unplanned_bytes(const lc_graph *g);
+
+/* Run a single node immediately on `dev` (used by one-off operations such as merge). */
+lc_status lc_device_run_node(lc_device *dev, const lc_node *node);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
