@@ -65,9 +65,11 @@ lc_status lc_dequantize_row(lc_dtype dtype, const void *src, float *dst, int64_t
 
 /* Quantise (or convert) `n` F32 values into `dtype` with the reference (round-to-nearest)
  * quantisers of ggml-quants.c: Q8_0 d = amax/127, q = round(x/d); Q4_0 d = max/-8 (signed max
- * by magnitude), q = clamp(round(x/d)+8, 0, 15); Q4_K and Q6_K by the reference make_qkx2 /
- * make_qx search without importance weights. Used by merge into quantized weights and by tests.
- * Errors as lc_dequantize_row. */
+ * by magnitude), q = min(15, trunc(x/d + 8.5)); Q4_K and Q6_K by the reference make_qkx2 /
+ * make_qx search without importance weights (the fp16 super-block scale is never rounded to 0).
+ * Used by merge into quantized weights and by tests.
+ * Errors as lc_dequantize_row, plus LC_ERR_NUMERIC for NaN/Inf input to a block type or a block
+ * scale that overflows fp16. */
 lc_status lc_quantize_row(lc_dtype dtype, const float *src, void *dst, int64_t n);
 
 #ifdef __cplusplus

@@ -1,0 +1,566 @@
+/* lorac CPU backend — matrix products: mul_mat, lora (fused base + low-rank path), their backward
+ * kernels, and lora_merge. Semantics, shapes and parameter slots: lorac/graph.h (op table);
+ * LoRA math: reference/peft-lora.md §1.2 (forward, dropout on the LoRA input only) and §1.7
+ * (merge). All products go through cblas_sgemm (OpenBLAS) in row-major form: a lorac tensor
+ * with ne = {cols, rows} is the row-major matrix [rows][cols] with leading dimension nb[1]/4.
+ *
+ * Weights that are not F32 (F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K) are never converted whole: tiles of
+ * LC_CPU_TILE_MIN..LC_CPU_TILE_MAX rows (about 4 MiB of F32) are dequantised (lc_dequantize_row)
+ * into one scratch buffer and multiplied with one sgemm per tile. Tiles run one after the other,
+ * each dequantised on the calling thread, and each sgemm uses OpenBLAS's own threads
+ * (ctx->n_threads, set by cpu_backend.c). Why not tiles in parallel with single-threaded sgemm
+ * inside: the installed OpenBLAS is the pthreads build, whose thread count is one global setting,
+ * so that arrangement would need OpenBLAS single-threaded for every other kernel too; and
+ * dx = dy·w reduces over the tiles, which would need per-thread copies of dx. Why the
+ * dequantisation is not split over OpenMP threads: it costs 0.1-1 ns per element (O(N·K) against
+ * O(M·N·K) for the product), while an OpenMP region right before a threaded sgemm leaves the
+ * OpenMP workers spinning on the cores OpenBLAS needs; measured on 2 cores, Q4_K x[1280,1024]
+ * w[1280,1152]: 25 ms with OpenMP dequantisation, 12.4 ms serial (an F32 weight [1152,1152]:
+ * 10.6 ms).
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "cpu_internal.h"
+#include "lorac/dtype.h"
+#include "lorac/rng.h"
+#include "lorac/status.h"
+
+/* Rows of a non-F32 weight dequantised per tile: as many as fit LC_CPU_TILE_BYTES of F32,
+ * clamped to [LC_CPU_TILE_MIN, LC_CPU_TILE_MAX]. */
+#define LC_CPU_TILE_MIN 64
+#define LC_CPU_TILE_MAX 256
+#define LC_CPU_TILE_BYTES ((size_t)4 << 20)
+/* Below this many elements a loop runs on one thread. */
+#define LC_CPU_PAR_MIN 32768
+
+/* ---- helpers ---------------------------------------------------------------------------------- */
+
+/* A tensor seen as a row-major matrix [rows][cols]: rows = ne1*ne2*ne3 (dims 2, 3 must be packed
+ * after dim 1), cols = ne0, row stride nb1 bytes. */
+typedef struct mat2d {
+    void *data;
+    int64_t rows, cols;
+    size_t nb1;
+    lc_dtype type;
+} mat2d;
+
+static lc_status view2d(const lc_node *node, const lc_tensor *t, const char *what, mat2d *v) {
+    memset(v, 0, sizeof *v);
+    const char *op = lc_op_name(node->op);
+    if (!t) return lc_error(LC_ERR_INVALID_ARG, "cpu %s: %s is NULL", op, what);
+    const lc_dtype_info *di = lc_dtype_get(t->dtype);
+    if (!di || t->dtype == LC_I32)
+        return lc_error(LC_ERR_DTYPE, "cpu %s: %s '%s' has unsupported dtype %s", op, what, t->name,
+                        lc_dtype_name(t->dtype));
+    for (int d = 0; d < LC_MAX_DIMS; d++)
+        if (t->ne[d] < 1) return lc_error(LC_ERR_SHAPE, "cpu %s: %s '%s' has ne[%d]=%lld", op, what, t->name, d, (long long)t->ne[d]);
+    size_t row_bytes = lc_row_size(t->dtype, t->ne[0]);
+    if (row_bytes == 0 || t->nb[0] != di->type_size || t->nb[1] < row_bytes ||
+        t->nb[2] != t->nb[1] * (size_t)t->ne[1] || t->nb[3] != t->nb[2] * (size_t)t->ne[2] ||
+        (t->nb[1] % di->type_size) != 0)
+        return lc_error(LC_ERR_SHAPE, "cpu %s: %s '%s' (%s, ne %lld x %lld x %lld x %lld) has an unsupported layout "
+                        "(nb %zu %zu %zu %zu)", op, what, t->name, lc_dtype_name(t->dtype), (long long)t->ne[0],
+                        (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3], t->nb[0], t->nb[1], t->nb[2], t->nb[3]);
+    v->data = LC_CPU_DATA(t);
+    v->cols = t->ne[0];
+    v->rows = t->ne[1] * t->ne[2] * t->ne[3];
+    v->nb1 = t->nb[1];
+    v->type = t->dtype;
+    if (v->rows > INT_MAX || v->cols > INT_MAX || v->nb1 / di->type_size > (size_t)INT_MAX)
+        return lc_error(LC_ERR_SHAPE, "cpu %s: %s '%s' is too large for 32-bit BLAS indices", op, what, t->name);
+    return LC_OK;
+}
+
+/* Same as view2d, and the tensor must be F32. */
+static lc_status view2d_f32(const lc_node *node, const lc_tensor *t, const char *what, mat2d *v) {
+    if (t && t->dtype != LC_F32)
+        return lc_error(LC_ERR_DTYPE, "cpu %s: %s '%s' must be f32, not %s", lc_op_name(node->op), what, t->name,
+                        lc_dtype_name(t->dtype));
+    return view2d(node, t, what, v);
+}
+
+static lc_status check_dims(const lc_node *node, const char *what, const mat2d *v, int64_t cols, int64_t rows) {
+    if (v->cols != cols || v->rows != rows)
+        return lc_error(LC_ERR_SHAPE, "cpu %s: %s is [%lld, %lld] (ne order), expected [%lld, %lld]",
+                        lc_op_name(node->op), what, (long long)v->cols, (long long)v->rows, (long long)cols,
+                        (long long)rows);
+    return LC_OK;
+}
+
+static inline int ld_f32(const mat2d *v) { return (int)(v->nb1 / sizeof(float)); }
+static inline float *f32(const mat2d *v) { return (float *)v->data; }
+
+/* 64-byte aligned float scratch of `count` elements, NULL when out of memory. */
+static float *scratch_f32(size_t count) {
+    if (count == 0) count = 1;
+    if (count > (SIZE_MAX - 64) / sizeof(float)) return NULL;
+    size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
+    return aligned_alloc(64, bytes);
+}
+
+static int64_t tile_rows(int64_t k) {
+    int64_t t = (int64_t)(LC_CPU_TILE_BYTES / ((size_t)k * sizeof(float)));
+    if (t < LC_CPU_TILE_MIN) t = LC_CPU_TILE_MIN;
+    if (t > LC_CPU_TILE_MAX) t = LC_CPU_TILE_MAX;
+    return t;
+}
+
+static int n_threads_for(const lc_cpu_ctx *ctx, int64_t work) {
+    int n = ctx && ctx->n_threads > 0 ? ctx->n_threads : 1;
+    return work < LC_CPU_PAR_MIN ? 1 : n;
+}
+
+/* Dequantise rows [r0, r0+nr) of w (row stride w_nb1, k elements each) into tile[nr][k].
+ * Serial on purpose: it costs 0.1-1 ns per element, and an OpenMP region right before a threaded
+ * sgemm leaves OpenMP workers spinning on the cores OpenBLAS's threads need (measured: up to 3x
+ * slower products on 2 cores). */
+static lc_status dequant_tile(float *tile, const void *w, lc_dtype w_type, size_t w_nb1, int64_t r0, int64_t nr,
+                              int64_t k) {
+    for (int64_t r = 0; r < nr; r++) {
+        const void *src = (const char *)w + (size_t)(r0 + r) * w_nb1;
+        if (lc_dequantize_row(w_type, src, tile + (size_t)r * (size_t)k, k) != LC_OK)
+            return lc_error(LC_ERR_DTYPE, "cpu matmul: could not dequantise %s row %lld of length %lld",
+                            lc_dtype_name(w_type), (long long)(r0 + r), (long long)k);
+    }
+    return LC_OK;
+}
+
+static lc_status check_matmul_args(const char *fn, const void *out, int64_t ldo, const void *in, int64_t ldi,
+                                   const void *w, lc_dtype w_type, size_t w_nb1, int64_t m, int64_t n, int64_t k,
+                                   int64_t out_cols, int64_t in_cols) {
+    if (!out || !in || !w) return lc_error(LC_ERR_INVALID_ARG, "cpu %s: NULL matrix pointer", fn);
+    if (m < 0 || n < 0 || k < 0 || m > INT_MAX || n > INT_MAX || k > INT_MAX)
+        return lc_error(LC_ERR_INVALID_ARG, "cpu %s: sizes m=%lld n=%lld k=%lld out of range", fn, (long long)m,
+                        (long long)n, (long long)k);
+    if (ldo < (out_cols > 1 ? out_cols : 1) || ldi < (in_cols > 1 ? in_cols : 1) || ldo > INT_MAX || ldi > INT_MAX)
+        return lc_error(LC_ERR_INVALID_ARG, "cpu %s: leading dimensions %lld / %lld too small or too large", fn,
+                        (long long)ldo, (long long)ldi);
+    const lc_dtype_info *di = lc_dtype_get(w_type);
+    if (!di || w_type == LC_I32)
+        return lc_error(LC_ERR_DTYPE, "cpu %s: weight dtype %s is not supported", fn, lc_dtype_name(w_type));
+    if (k % di->block_size != 0 || w_nb1 < lc_row_size(w_type, k))
+        return lc_error(LC_ERR_SHAPE, "cpu %s: weight rows of %lld %s elements (row stride %zu bytes) are invalid", fn,
+                        (long long)k, lc_dtype_name(w_type), w_nb1);
+    if (w_type == LC_F32 && (w_nb1 % sizeof(float) != 0 || w_nb1 / sizeof(float) > (size_t)INT_MAX))
+        return lc_error(LC_ERR_SHAPE, "cpu %s: f32 weight row stride %zu bytes is invalid", fn, w_nb1);
+    return LC_OK;
+}
+
+/* ---- the two products (cpu_internal.h) ------------------------------------------------------ */
+
+lc_status lc_cpu_matmul_xwT(lc_cpu_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
+                            lc_dtype w_type, size_t w_nb1, int64_t m, int64_t n, int64_t k, bool accumulate) {
+    (void)ctx; /* tiles run serially; OpenBLAS threads each product (see the file comment) */
+    lc_status st = check_matmul_args("matmul_xwT", y, ldy, x, ldx, w, w_type, w_nb1, m, n, k, n, k);
+    if (st != LC_OK) return st;
+    if (m == 0 || n == 0) return LC_OK;
+    const float beta = accumulate ? 1.0f : 0.0f;
+    if (w_type == LC_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)ldx,
+                    (const float *)w, (int)(w_nb1 / sizeof(float)), beta, y, (int)ldy);
+        return LC_OK;
+    }
+    int64_t tr = tile_rows(k);
+    if (tr > n) tr = n;
+    float *tile = scratch_f32((size_t)tr * (size_t)k);
+    if (!tile) return lc_error(LC_ERR_NOMEM, "cpu matmul_xwT: no memory for a %lld x %lld dequantisation tile", (long long)tr, (long long)k);
+    for (int64_t n0 = 0; n0 < n && st == LC_OK; n0 += tr) {
+        int64_t nt = n - n0 < tr ? n - n0 : tr;
+        st = dequant_tile(tile, w, w_type, w_nb1, n0, nt, k);
+        if (st == LC_OK)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nt, (int)k, 1.0f, x, (int)ldx, tile,
+                        (int)k, beta, y + n0, (int)ldy);
+    }
+    free(tile);
+    return st;
+}
+
+lc_status lc_cpu_matmul_dyW(lc_cpu_ctx *ctx, float *dx, int64_t lddx, const float *dy, int64_t lddy, const void *w,
+                            lc_dtype w_type, size_t w_nb1, int64_t m, int64_t n, int64_t k, bool accumulate) {
+    (void)ctx;
+    lc_status st = check_matmul_args("matmul_dyW", dx, lddx, dy, lddy, w, w_type, w_nb1, m, n, k, k, n);
+    if (st != LC_OK) return st;
+    if (m == 0 || k == 0) return LC_OK;
+    if (n == 0) {
+        if (!accumulate)
+            for (int64_t i = 0; i < m; i++) memset(dx + i * lddx, 0, (size_t)k * sizeof(float));
+        return LC_OK;
+    }
+    if (w_type == LC_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)k, (int)n, 1.0f, dy, (int)lddy,
+                    (const float *)w, (int)(w_nb1 / sizeof(float)), accumulate ? 1.0f : 0.0f, dx, (int)lddx);
+        return LC_OK;
+    }
+    int64_t tr = tile_rows(k);
+    if (tr > n) tr = n;
+    float *tile = scratch_f32((size_t)tr * (size_t)k);
+    if (!tile) return lc_error(LC_ERR_NOMEM, "cpu matmul_dyW: no memory for a %lld x %lld dequantisation tile", (long long)tr, (long long)k);
+    for (int64_t n0 = 0; n0 < n && st == LC_OK; n0 += tr) {
+        int64_t nt = n - n0 < tr ? n - n0 : tr;
+        st = dequant_tile(tile, w, w_type, w_nb1, n0, nt, k);
+        if (st == LC_OK)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)k, (int)nt, 1.0f, dy + n0, (int)lddy,
+                        tile, (int)k, (n0 == 0 && !accumulate) ? 0.0f : 1.0f, dx, (int)lddx);
+    }
+    free(tile);
+    return st;
+}
+
+/* ---- mul_mat ---------------------------------------------------------------------------------- */
+
+/* MUL_MAT: src0 x F32 [K, M], src1 w [K, N] (any weight dtype) -> dst0 y F32 [N, M],
+ * y[n,m] = sum_k x[k,m] w[k,n]. Errors: LC_ERR_SHAPE, LC_ERR_DTYPE, LC_ERR_NOMEM. */
+lc_status lc_cpu_op_mul_mat(lc_cpu_ctx *ctx, const lc_node *node) {
+    mat2d x, w, y;
+    lc_status st;
+    if ((st = view2d_f32(node, node->src[0], "x (src0)", &x)) || (st = view2d(node, node->src[1], "w (src1)", &w)) ||
+        (st = view2d_f32(node, node->dst[0], "y (dst0)", &y)))
+        return st;
+    if ((st = check_dims(node, "w (src1)", &w, x.cols, w.rows)) || (st = check_dims(node, "y (dst0)", &y, w.rows, x.rows)))
+        return st;
+    return lc_cpu_matmul_xwT(ctx, f32(&y), ld_f32(&y), f32(&x), ld_f32(&x), w.data, w.type, w.nb1, x.rows, w.rows,
+                             x.cols, false);
+}
+
+/* dw[N][K] (+)= dy[M][N]ᵀ · x[M][K]: dw[k,n] = sum_m x[k,m] dy[n,m] (ne order). */
+static void grad_weight(const mat2d *dy, const mat2d *x, const mat2d *dw, bool accumulate) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)dy->cols, (int)x->cols, (int)x->rows, 1.0f, f32(dy),
+                ld_f32(dy), f32(x), ld_f32(x), accumulate ? 1.0f : 0.0f, f32(dw), ld_f32(dw));
+}
+
+/* MUL_MAT_BACK: src0 x [K, M], src1 w [K, N], src6 dy F32 [N, M] -> dst0 dx F32 [K, M] = dy·w
+ * (dx[k,m] = sum_n dy[n,m] w[k,n]), dst1 dw F32 [K, N] (dw[k,n] = sum_m x[k,m] dy[n,m]); either
+ * output may be NULL; accum bit i adds into dst[i]. Errors: LC_ERR_SHAPE, LC_ERR_DTYPE, LC_ERR_NOMEM. */
+lc_status lc_cpu_op_mul_mat_back(lc_cpu_ctx *ctx, const lc_node *node) {
+    mat2d x, w, dy, dx, dw;
+    lc_status st;
+    if ((st = view2d_f32(node, node->src[0], "x (src0)", &x)) || (st = view2d(node, node->src[1], "w (src1)", &w)) ||
+        (st = view2d_f32(node, node->src[6], "dy (src6)", &dy)))
+        return st;
+    if ((st = check_dims(node, "w (src1)", &w, x.cols, w.rows)) || (st = check_dims(node, "dy (src6)", &dy, w.rows, x.rows)))
+        return st;
+    if (node->dst[0]) {
+        if ((st = view2d_f32(node, node->dst[0], "dx (dst0)", &dx)) || (st = check_dims(node, "dx (dst0)", &dx, x.cols, x.rows)))
+            return st;
+        st = lc_cpu_matmul_dyW(ctx, f32(&dx), ld_f32(&dx), f32(&dy), ld_f32(&dy), w.data, w.type, w.nb1, x.rows, w.rows,
+                               x.cols, (node->accum & 1u) != 0);
+        if (st != LC_OK) return st;
+    }
+    if (node->dst[1]) {
+        if ((st = view2d_f32(node, node->dst[1], "dw (dst1)", &dw)) || (st = check_dims(node, "dw (dst1)", &dw, w.cols, w.rows)))
+            return st;
+        grad_weight(&dy, &x, &dw, (node->accum & 2u) != 0);
+    }
+    return LC_OK;
+}
+
+/* ---- lora ------------------------------------------------------------------------------------- */
+
+typedef struct lora_view {
+    mat2d x, w, a, b;
+    int64_t in, t, out, r;
+    float s, p;
+    uint64_t seed, stream;
+} lora_view;
+
+static lc_status lora_inputs(const lc_node *node, lora_view *lv) {
+    lc_status st;
+    if ((st = view2d_f32(node, node->src[0], "x (src0)", &lv->x)) || (st = view2d(node, node->src[1], "w (src1)", &lv->w)) ||
+        (st = view2d_f32(node, node->src[2], "lora_A (src2)", &lv->a)) ||
+        (st = view2d_f32(node, node->src[3], "lora_B (src3)", &lv->b)))
+        return st;
+    lv->in = lv->x.cols;
+    lv->t = lv->x.rows;
+    lv->out = lv->w.rows;
+    lv->r = lv->a.rows;
+    if ((st = check_dims(node, "w (src1)", &lv->w, lv->in, lv->out)) ||
+        (st = check_dims(node, "lora_A (src2)", &lv->a, lv->in, lv->r)) ||
+        (st = check_dims(node, "lora_B (src3)", &lv->b, lv->r, lv->out)))
+        return st;
+    lv->s = node->fp[0];
+    lv->p = node->fp[1];
+    if (!(lv->p >= 0.0f && lv->p < 1.0f))
+        return lc_error(LC_ERR_INVALID_ARG, "cpu %s: dropout p = %g (fp[1]) must lie in [0, 1)", lc_op_name(node->op),
+                        (double)lv->p);
+    if (node->ip[0] < 0 || node->ip[0] >= (1 << 24))
+        return lc_error(LC_ERR_INVALID_ARG, "cpu %s: module id %d (ip[0]) must lie in [0, 2^24)", lc_op_name(node->op),
+                        node->ip[0]);
+    lv->seed = node->seed;
+    lv->stream = lc_rng_dropout_stream(node->rng_step, (uint32_t)node->ip[0]);
+    return LC_OK;
+}
+
+/* keep[i] = lc_rng_keep(seed, stream, base + i, p) for i < n, computed in place so the compiler
+ * can vectorise it: Philox4x32-10 exactly as lorac/rng.h states it (key = seed, counter =
+ * (index lo, index hi, stream lo, stream hi), 10 rounds, first output word u, uniform
+ * (u >> 8) * 2^-24, keep when >= p), 16 counters at a time so each round vectorises. */
+static void dropout_keep_row(uint64_t seed, uint64_t stream, uint64_t base, int64_t n, float p, uint8_t *keep) {
+    enum { LANES = 16 };
+    const uint32_t s0 = (uint32_t)stream, s1 = (uint32_t)(stream >> 32);
+    for (int64_t i0 = 0; i0 < n; i0 += LANES) {
+        uint32_t c0[LANES], c1[LANES], c2[LANES], c3[LANES];
+        for (int l = 0; l < LANES; l++) {
+            const uint64_t idx = base + (uint64_t)(i0 + l);
+            c0[l] = (uint32_t)idx;
+            c1[l] = (uint32_t)(idx >> 32);
+            c2[l] = s0;
+            c3[l] = s1;
+        }
+        uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+        for (int round = 0; round < 10; round++) {
+            for (int l = 0; l < LANES; l++) {
+                const uint64_t p0 = (uint64_t)0xD2511F53u * c0[l], p1 = (uint64_t)0xCD9E8D57u * c2[l];
+                const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
+                c1[l] = (uint32_t)p1;
+                c3[l] = (uint32_t)p0;
+                c0[l] = n0;
+                c2[l] = n2;
+            }
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        const int64_t m = n - i0 < LANES ? n - i0 : LANES;
+        for (int64_t l = 0; l < m; l++) keep[i0 + l] = (uint8_t)((float)(c0[l] >> 8) * (1.0f / 16777216.0f) >= p);
+    }
+}
+
+/* keep[t][i] = lc_rng_keep(seed, stream, t*in + i, p) (graph.h LORA) and, when h != NULL,
+ * h[t][i] = keep ? x[t][i] / (1 - p) : 0. */
+static void dropout_mask(const lc_cpu_ctx *ctx, const lora_view *lv, uint8_t *keep, float *h) {
+    const int64_t in = lv->in, T = lv->t;
+    const int ldx = ld_f32(&lv->x);
+    const float *x = f32(&lv->x);
+    const float q = 1.0f - lv->p;
+    int nth = n_threads_for(ctx, in * T / 4);
+#pragma omp parallel for num_threads(nth) schedule(static)
+    for (int64_t t = 0; t < T; t++) {
+        uint8_t *kr = keep + t * in;
+        dropout_keep_row(lv->seed, lv->stream, (uint64_t)(t * in), in, lv->p, kr);
+        if (h)
+            for (int64_t i = 0; i < in; i++) h[t * in + i] = kr[i] ? x[t * ldx + i] / q : 0.0f;
+    }
+}
+
+/* LORA: src0 x F32 [in, T], src1 w [in, out] (any weight dtype), src2 lora_A F32 [in, r],
+ * src3 lora_B F32 [r, out] -> dst0 y F32 [out, T], dst1 u F32 [r, T] (may be NULL).
+ * h = drop(x), u = h·Aᵀ (u[j,t] = sum_i A[i,j] h[i,t]), y = x·wᵀ + fp[0]·u·Bᵀ. fp[0] = scaling,
+ * fp[1] = dropout p in [0, 1) (0: no mask), ip[0] = module id, mask from node->seed and
+ * lc_rng_dropout_stream(rng_step, ip[0]). Source: reference/peft-lora.md §1.2.
+ * Errors: LC_ERR_SHAPE, LC_ERR_DTYPE, LC_ERR_INVALID_ARG (p, module id), LC_ERR_NOMEM. */
+lc_status lc_cpu_op_lora(lc_cpu_ctx *ctx, const lc_node *node) {
+    lora_view lv;
+    mat2d y, u;
+    lc_status st = lora_inputs(node, &lv);
+    if (st != LC_OK) return st;
+    if ((st = view2d_f32(node, node->dst[0], "y (dst0)", &y)) || (st = check_dims(node, "y (dst0)", &y, lv.out, lv.t)))
+        return st;
+    float *u_scratch = NULL, *h = NULL;
+    uint8_t *keep = NULL;
+    float *up;
+    int ldu;
+    if (node->dst[1]) {
+        if ((st = view2d_f32(node, node->dst[1], "u (dst1)", &u)) || (st = check_dims(node, "u (dst1)", &u, lv.r, lv.t)))
+            return st;
+        up = f32(&u);
+        ldu = ld_f32(&u);
+    } else {
+        u_scratch = scratch_f32((size_t)lv.t * (size_t)lv.r);
+        if (!u_scratch) return lc_error(LC_ERR_NOMEM, "cpu lora: no memory for u [%lld, %lld]", (long long)lv.r, (long long)lv.t);
+        up = u_scratch;
+        ldu = (int)lv.r;
+    }
+    const float *hp = f32(&lv.x);
+    int ldh = ld_f32(&lv.x);
+    if (lv.p > 0.0f) {
+        h = scratch_f32((size_t)lv.t * (size_t)lv.in);
+        keep = malloc((size_t)lv.t * (size_t)lv.in);
+        if (!h || !keep) {
+            st = lc_error(LC_ERR_NOMEM, "cpu lora: no memory for the dropout of x [%lld, %lld]", (long long)lv.in, (long long)lv.t);
+            goto done;
+        }
+        dropout_mask(ctx, &lv, keep, h);
+        hp = h;
+        ldh = (int)lv.in;
+    }
+    /* u[T][r] = h[T][in] · A[r][in]ᵀ */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lv.t, (int)lv.r, (int)lv.in, 1.0f, hp, ldh, f32(&lv.a),
+                ld_f32(&lv.a), 0.0f, up, ldu);
+    /* y[T][out] = x · wᵀ */
+    st = lc_cpu_matmul_xwT(ctx, f32(&y), ld_f32(&y), f32(&lv.x), ld_f32(&lv.x), lv.w.data, lv.w.type, lv.w.nb1, lv.t,
+                           lv.out, lv.in, false);
+    if (st != LC_OK) goto done;
+    /* y += s · u[T][r] · B[out][r]ᵀ */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lv.t, (int)lv.out, (int)lv.r, lv.s, up, ldu, f32(&lv.b),
+                ld_f32(&lv.b), 1.0f, f32(&y), ld_f32(&y));
+done:
+    free(u_scratch);
+    free(h);
+    free(keep);
+    return st;
+}
+
+/* LORA_BACK: src0..3 = x, w, lora_A, lora_B as LORA; src5 u [r, T] (forward dst1; recomputed
+ * when NULL), src6 dy F32 [out, T] -> dst0 dx [in, T], dst1 dw [in, out], dst2 dA [in, r],
+ * dst3 dB [r, out] (each F32, NULL when not needed; accum bit i adds into dst[i]):
+ *   dB = s·dyᵀ·u            (dB[j,o] = s sum_t dy[o,t] u[j,t])
+ *   du = s·dy·B             (du[j,t] = s sum_o B[j,o] dy[o,t])
+ *   dA = duᵀ·drop(x)        (dA[i,j] = sum_t du[j,t] h[i,t])
+ *   dx = dy·w + keep/(1-p) ⊙ (du·A),  dw = dyᵀ·x.
+ * The dropout mask is regenerated from seed, rng_step and ip[0] exactly as in the forward pass.
+ * Errors: LC_ERR_SHAPE, LC_ERR_DTYPE, LC_ERR_INVALID_ARG, LC_ERR_NOMEM. */
+lc_status lc_cpu_op_lora_back(lc_cpu_ctx *ctx, const lc_node *node) {
+    lora_view lv;
+    mat2d dy, u, dx, dw, da, db;
+    lc_status st = lora_inputs(node, &lv);
+    if (st != LC_OK) return st;
+    if ((st = view2d_f32(node, node->src[6], "dy (src6)", &dy)) || (st = check_dims(node, "dy (src6)", &dy, lv.out, lv.t)))
+        return st;
+    const lc_tensor *tdx = node->dst[0], *tdw = node->dst[1], *tda = node->dst[2], *tdb = node->dst[3];
+    if (tdx && ((st = view2d_f32(node, tdx, "dx (dst0)", &dx)) || (st = check_dims(node, "dx (dst0)", &dx, lv.in, lv.t))))
+        return st;
+    if (tdw && ((st = view2d_f32(node, tdw, "dw (dst1)", &dw)) || (st = check_dims(node, "dw (dst1)", &dw, lv.in, lv.out))))
+        return st;
+    if (tda && ((st = view2d_f32(node, tda, "lora_A grad (dst2)", &da)) ||
+                (st = check_dims(node, "lora_A grad (dst2)", &da, lv.in, lv.r))))
+        return st;
+    if (tdb && ((st = view2d_f32(node, tdb, "lora_B grad (dst3)", &db)) ||
+                (st = check_dims(node, "lora_B grad (dst3)", &db, lv.r, lv.out))))
+        return st;
+    const bool have_u = node->src[5] != NULL;
+    if (have_u && ((st = view2d_f32(node, node->src[5], "u (src5)", &u)) || (st = check_dims(node, "u (src5)", &u, lv.r, lv.t))))
+        return st;
+
+    const bool need_du = tdx || tda;
+    const bool need_h = tda || (tdb && !have_u);
+    const bool dropout = lv.p > 0.0f && (need_h || tdx);
+    const int64_t T = lv.t, in = lv.in, r = lv.r, out = lv.out;
+    uint8_t *keep = NULL;
+    float *h = NULL, *u_s = NULL, *du = NULL;
+    const float *hp = f32(&lv.x);
+    int ldh = ld_f32(&lv.x);
+
+    if (dropout) {
+        keep = malloc((size_t)T * (size_t)in);
+        h = scratch_f32((size_t)T * (size_t)in);
+        if (!keep || !h) {
+            st = lc_error(LC_ERR_NOMEM, "cpu lora_back: no memory for the dropout of x [%lld, %lld]", (long long)in, (long long)T);
+            goto done;
+        }
+        dropout_mask(ctx, &lv, keep, need_h ? h : NULL);
+        if (need_h) {
+            hp = h;
+            ldh = (int)in;
+        }
+    }
+    if (tdb) {
+        const float *up = have_u ? f32(&u) : NULL;
+        int ldu = have_u ? ld_f32(&u) : (int)r;
+        if (!have_u) {
+            u_s = scratch_f32((size_t)T * (size_t)r);
+            if (!u_s) {
+                st = lc_error(LC_ERR_NOMEM, "cpu lora_back: no memory for u [%lld, %lld]", (long long)r, (long long)T);
+                goto done;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)r, (int)in, 1.0f, hp, ldh, f32(&lv.a),
+                        ld_f32(&lv.a), 0.0f, u_s, (int)r);
+            up = u_s;
+        }
+        /* dB[out][r] (+)= s · dy[T][out]ᵀ · u[T][r] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)r, (int)T, lv.s, f32(&dy), ld_f32(&dy), up,
+                    ldu, (node->accum & 8u) ? 1.0f : 0.0f, f32(&db), ld_f32(&db));
+    }
+    if (need_du) {
+        du = scratch_f32((size_t)T * (size_t)r);
+        if (!du) {
+            st = lc_error(LC_ERR_NOMEM, "cpu lora_back: no memory for du [%lld, %lld]", (long long)r, (long long)T);
+            goto done;
+        }
+        /* du[T][r] = s · dy[T][out] · B[out][r] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)r, (int)out, lv.s, f32(&dy), ld_f32(&dy),
+                    f32(&lv.b), ld_f32(&lv.b), 0.0f, du, (int)r);
+    }
+    if (tda) /* dA[r][in] (+)= du[T][r]ᵀ · h[T][in] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)in, (int)T, 1.0f, du, (int)r, hp, ldh,
+                    (node->accum & 4u) ? 1.0f : 0.0f, f32(&da), ld_f32(&da));
+    if (tdw) grad_weight(&dy, &lv.x, &dw, (node->accum & 2u) != 0);
+    if (tdx) {
+        st = lc_cpu_matmul_dyW(ctx, f32(&dx), ld_f32(&dx), f32(&dy), ld_f32(&dy), lv.w.data, lv.w.type, lv.w.nb1, T, out,
+                               in, (node->accum & 1u) != 0);
+        if (st != LC_OK) goto done;
+        if (!dropout) {
+            /* dx[T][in] += du[T][r] · A[r][in] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)in, (int)r, 1.0f, du, (int)r, f32(&lv.a),
+                        ld_f32(&lv.a), 1.0f, f32(&dx), ld_f32(&dx));
+        } else {
+            float *g = h; /* h is no longer needed: reuse it for du·A */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)in, (int)r, 1.0f, du, (int)r, f32(&lv.a),
+                        ld_f32(&lv.a), 0.0f, g, (int)in);
+            float *dxp = f32(&dx);
+            const int lddx = ld_f32(&dx);
+            const float q = 1.0f - lv.p;
+            int nth = n_threads_for(ctx, T * in);
+#pragma omp parallel for num_threads(nth) schedule(static)
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t i = 0; i < in; i++)
+                    if (keep[t * in + i]) dxp[t * lddx + i] += g[t * in + i] / q;
+        }
+    }
+done:
+    free(keep);
+    free(h);
+    free(u_s);
+    free(du);
+    return st;
+}
+
+/* ---- lora_merge ------------------------------------------------------------------------------- */
+
+/* LORA_MERGE (in place): src0 = dst0 w [in, out] F32/F16/BF16, src1 lora_A F32 [in, r],
+ * src2 lora_B F32 [r, out]: w[i,o] += fp[0] · sum_j B[j,o] A[i,j] (W[out][in] += s·B·A in PyTorch
+ * order), computed in F32 with sgemm and rounded once to nearest even into w's dtype.
+ * fp[0] = +scaling merges, -scaling unmerges. Source: reference/peft-lora.md §1.7.
+ * Errors: LC_ERR_SHAPE, LC_ERR_DTYPE (quantized w), LC_ERR_NOMEM. */
+lc_status lc_cpu_op_lora_merge(lc_cpu_ctx *ctx, const lc_node *node) {
+    (void)ctx;
+    mat2d w, a, b;
+    lc_status st;
+    const lc_tensor *tw = node->dst[0] ? node->dst[0] : node->src[0];
+    if ((st = view2d(node, tw, "w (dst0)", &w)) || (st = view2d_f32(node, node->src[1], "lora_A (src1)", &a)) ||
+        (st = view2d_f32(node, node->src[2], "lora_B (src2)", &b)))
+        return st;
+    if (w.type != LC_F32 && w.type != LC_F16 && w.type != LC_BF16)
+        return lc_error(LC_ERR_DTYPE, "cpu lora_merge: w '%s' is %s; only f32, f16 and bf16 weights can be merged into",
+                        tw->name, lc_dtype_name(w.type));
+    const int64_t in = w.cols, out = w.rows, r = b.cols;
+    if ((st = check_dims(node, "lora_A (src1)", &a, in, r)) || (st = check_dims(node, "lora_B (src2)", &b, r, out)))
+        return st;
+    const float s = node->fp[0];
+    if (w.type == LC_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out, (int)in, (int)r, s, f32(&b), ld_f32(&b), f32(&a),
+                    ld_f32(&a), 1.0f, f32(&w), ld_f32(&w));
+        return LC_OK;
+    }
+    int64_t tr = tile_rows(in);
+    if (tr > out) tr = out;
+    float *tile = scratch_f32((size_t)tr * (size_t)in);
+    if (!tile) return lc_error(LC_ERR_NOMEM, "cpu lora_merge: no memory for a %lld x %lld tile", (long long)tr, (long long)in);
+    for (int64_t o0 = 0; o0 < out && st == LC_OK; o0 += tr) {
+        int64_t nt = out - o0 < tr ? out - o0 : tr;
+        st = dequant_tile(tile, w.data, w.type, w.nb1, o0, nt, in);
+        if (st != LC_OK) break;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nt, (int)in, (int)r, s, f32(&b) + o0 * ld_f32(&b),
+                    ld_f32(&b), f32(&a), ld_f32(&a), 1.0f, tile, (int)in);
+        const bool half = w.type == LC_F16;
+        for (int64_t o = 0; o < nt; o++) { /* serial, like dequant_tile */
+            uint16_t *row = (uint16_t *)((char *)w.data + (size_t)(o0 + o) * w.nb1);
+            const float *src = tile + o * in;
+            for (int64_t i = 0; i < in; i++) row[i] = half ? lc_fp32_to_fp16(src[i]) : lc_fp32_to_bf16(src[i]);
+        }
+    }
+    free(tile);
+    return st;
+}
