@@ -14,5 +14,7 @@
 #include "lorac/device.h"
 #include "lorac/graph.h"
 #include "lorac/lora.h"
+#include "lorac/gguf.h"
+#include "lorac/tokenizer.h"
 
 #endif
