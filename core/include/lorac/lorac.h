@@ -16,5 +16,7 @@
 #include "lorac/lora.h"
 #include "lorac/gguf.h"
 #include "lorac/tokenizer.h"
+#include "lorac/model.h"
+#include "lorac/train.h"
 
 #endif

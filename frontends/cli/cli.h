@@ -1,0 +1,59 @@
+/* lorac CLI — what the subcommand files share: the subcommand table entry, option parsing and
+ * error printing. The CLI is a thin layer over the library (lorac/lorac.h, model.h, train.h).
+ *
+ * Exit codes: 0 success, 1 the work failed (device, numbers, files), 2 bad command line.
+ */
+#ifndef LORAC_CLI_H
+#define LORAC_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_USAGE 2
+
+typedef struct cli_command {
+    const char *name;     /* "train" */
+    const char *summary;  /* one line for `lorac --help` */
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+    void (*help)(void);   /* full help on stdout */
+} cli_command;
+
+/* Subcommands (one file each). */
+int cli_devices(int argc, char **argv);
+void cli_devices_help(void);
+int cli_train(int argc, char **argv);
+void cli_train_help(void);
+
+/* "lorac <cmd>: <message>\n" on stderr, then a hint to run `lorac <cmd> --help`. Returns
+ * CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* "lorac <cmd>: <what>: <lc_last_error()>\n" on stderr. Returns CLI_EXIT_FAIL. */
+int cli_lib_error(const char *cmd, const char *what);
+
+/* Option matching. At argv[*i], if the argument is `name` or `name=VALUE`: for flags
+ * (value == NULL) returns true when it is exactly `name`; for options with a value stores the
+ * value (the next argument, or the text after '=') in *value and advances *i past it.
+ * A missing value sets *value = NULL and still returns true (the caller reports it). */
+bool cli_flag(int argc, char **argv, int *i, const char *name);
+bool cli_opt(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* Strict number parsing for option `name` (whole string, range-checked); on failure print a
+ * usage error naming the option, the value and the accepted range, and return false. */
+bool cli_parse_int(const char *cmd, const char *name, const char *s, long long lo, long long hi, int *out);
+bool cli_parse_u64(const char *cmd, const char *name, const char *s, uint64_t *out);
+bool cli_parse_float(const char *cmd, const char *name, const char *s, double lo, double hi, bool lo_open,
+                     float *out);
+
+/* "1.5 GiB", "512 MiB" into buf. */
+const char *cli_format_bytes(char *buf, int cap, uint64_t bytes);
+/* "42s", "3m05s", "1h02m" into buf. */
+const char *cli_format_duration(char *buf, int cap, double seconds);
+
+#endif
