@@ -2,8 +2,9 @@
  * bf16 conversion, dequantisation against golden vectors from an independent implementation
  * (gguf-py's numpy quantisers, tests/fixtures/quant_golden.bin made by
  * tests/tools/make_quant_fixture.py, whose header documents the file layout), the reference
- * quantisers (bytes equal to gguf's for Q8_0/Q4_0/F16/BF16, round-trip error bounds for all) and
- * the errors for bad input.
+ * quantisers (bytes equal to gguf's for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/F16/BF16, round-trip error
+ * bounds for all), hand-built Q4_1/Q5_0/Q5_1/Q5_K blocks checked against formats.md §2, and the
+ * errors for bad input.
  */
 #include <check.h>
 #include <math.h>
@@ -146,7 +147,11 @@ START_TEST(test_info_table) {
         {LC_BF16, "bf16", 1, 2, false, true},     {LC_Q8_0, "q8_0", 32, 34, true, false},
         {LC_Q4_0, "q4_0", 32, 18, true, false},   {LC_Q4_K, "q4_K", 256, 144, true, false},
         {LC_Q6_K, "q6_K", 256, 210, true, false}, {LC_I32, "i32", 1, 4, false, false},
+        {LC_Q4_1, "q4_1", 32, 20, true, false},   {LC_Q5_0, "q5_0", 32, 22, true, false},
+        {LC_Q5_1, "q5_1", 32, 24, true, false},   {LC_Q5_K, "q5_K", 256, 176, true, false},
     };
+    /* ids equal ggml's (formats.md §1) */
+    ck_assert(LC_Q4_1 == 3 && LC_Q5_0 == 6 && LC_Q5_1 == 7 && LC_Q5_K == 13);
     int supported = 0;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const lc_dtype_info *info = lc_dtype_get(want[i].id);
@@ -160,9 +165,10 @@ START_TEST(test_info_table) {
         ck_assert(lc_dtype_valid(want[i].id));
     }
     for (int id = -3; id < LC_DTYPE_MAX + 3; id++) supported += lc_dtype_valid(id);
-    ck_assert_int_eq(supported, 8);
-    /* ggml ids lorac does not support, and out-of-range ids */
-    const int bad[] = {-1, 3, 6, 7, 9, 10, 13, 15, 24, 27, 39, LC_DTYPE_MAX, 1000};
+    ck_assert_int_eq(supported, 12);
+    /* ggml ids lorac does not support (4, 5 removed; Q8_1, Q2_K, Q3_K, Q8_K, I8, I64, MXFP4), and
+     * out-of-range ids */
+    const int bad[] = {-1, 4, 5, 9, 10, 11, 15, 24, 27, 39, LC_DTYPE_MAX, 1000};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_ptr_null(lc_dtype_get(bad[i]));
         ck_assert(!lc_dtype_valid(bad[i]));
@@ -182,14 +188,20 @@ START_TEST(test_row_size) {
     ck_assert_uint_eq(lc_row_size(LC_Q4_K, 512), 288);
     ck_assert_uint_eq(lc_row_size(LC_Q6_K, 256), 210);
     ck_assert_uint_eq(lc_row_size(LC_Q6_K, 2048), 1680);
+    ck_assert_uint_eq(lc_row_size(LC_Q4_1, 64), 40);
+    ck_assert_uint_eq(lc_row_size(LC_Q5_0, 640), 440); /* gemma-3-270m attn_q rows */
+    ck_assert_uint_eq(lc_row_size(LC_Q5_1, 32), 24);
+    ck_assert_uint_eq(lc_row_size(LC_Q5_K, 512), 352);
     ck_assert_uint_eq(lc_row_size(LC_F32, 0), 0);
     /* not a multiple of the block, negative, unsupported, overflowing: 0 */
     ck_assert_uint_eq(lc_row_size(LC_Q8_0, 33), 0);
     ck_assert_uint_eq(lc_row_size(LC_Q4_0, 16), 0);
     ck_assert_uint_eq(lc_row_size(LC_Q4_K, 255), 0);
     ck_assert_uint_eq(lc_row_size(LC_Q6_K, 257), 0);
+    ck_assert_uint_eq(lc_row_size(LC_Q5_0, 48), 0);
+    ck_assert_uint_eq(lc_row_size(LC_Q5_K, 128), 0);
     ck_assert_uint_eq(lc_row_size(LC_F32, -4), 0);
-    ck_assert_uint_eq(lc_row_size((lc_dtype)3, 32), 0);
+    ck_assert_uint_eq(lc_row_size((lc_dtype)11, 256), 0); /* Q3_K */
     ck_assert_uint_eq(lc_row_size((lc_dtype)99, 32), 0);
     ck_assert_uint_eq(lc_row_size(LC_F32, INT64_MAX), 0);
 }
@@ -202,11 +214,11 @@ START_TEST(test_errors) {
     uint8_t buf[256];
     lc_clear_error();
     /* unsupported dtype ids */
-    ck_assert_int_eq(lc_dequantize_row((lc_dtype)3, buf, out, 32), LC_ERR_DTYPE);
-    ck_assert_ptr_nonnull(strstr(lc_last_error(), "3"));
+    ck_assert_int_eq(lc_dequantize_row((lc_dtype)9, buf, out, 32), LC_ERR_DTYPE);
+    ck_assert_ptr_nonnull(strstr(lc_last_error(), "id 9"));
     ck_assert_ptr_nonnull(strstr(lc_last_error(), "lc_dequantize_row"));
-    ck_assert_int_eq(lc_quantize_row((lc_dtype)13, in, buf, 32), LC_ERR_DTYPE);
-    ck_assert_ptr_nonnull(strstr(lc_last_error(), "13"));
+    ck_assert_int_eq(lc_quantize_row((lc_dtype)11, in, buf, 32), LC_ERR_DTYPE);
+    ck_assert_ptr_nonnull(strstr(lc_last_error(), "id 11"));
     ck_assert_int_eq(lc_dequantize_row((lc_dtype)-1, buf, out, 1), LC_ERR_DTYPE);
     ck_assert_int_eq(lc_dequantize_row((lc_dtype)LC_DTYPE_MAX, buf, out, 1), LC_ERR_DTYPE);
     /* I32 holds integers: neither dequantised nor quantised */
@@ -222,6 +234,14 @@ START_TEST(test_errors) {
     ck_assert_ptr_nonnull(strstr(lc_last_error(), "n=64"));
     ck_assert_int_eq(lc_dequantize_row(LC_Q6_K, buf, out, 16), LC_ERR_INVALID_ARG);
     ck_assert_int_eq(lc_dequantize_row(LC_Q4_0, buf, out, 40), LC_ERR_INVALID_ARG);
+    ck_assert_int_eq(lc_dequantize_row(LC_Q4_1, buf, out, 16), LC_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(lc_last_error(), "q4_1"));
+    ck_assert_int_eq(lc_dequantize_row(LC_Q5_0, buf, out, 33), LC_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(lc_last_error(), "q5_0"));
+    ck_assert_int_eq(lc_quantize_row(LC_Q5_1, in, buf, 48), LC_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(lc_last_error(), "q5_1"));
+    ck_assert_int_eq(lc_quantize_row(LC_Q5_K, in, buf, 64), LC_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(lc_last_error(), "q5_K"));
     ck_assert_int_eq(lc_dequantize_row(LC_F32, buf, out, -1), LC_ERR_INVALID_ARG);
     ck_assert_int_eq(lc_last_status(), LC_ERR_INVALID_ARG);
     /* NULL buffers with n > 0; n == 0 is a no-op */
@@ -241,6 +261,36 @@ START_TEST(test_errors) {
     ck_assert_ptr_nonnull(strstr(lc_last_error(), "fp16"));
     in[5] = 1.0f;
     ck_assert_int_eq(lc_quantize_row(LC_Q8_0, in, buf, 32), LC_OK);
+    /* the new block types: NaN input, d beyond fp16, and (Q4_1/Q5_1) a minimum beyond fp16 */
+    const lc_dtype legacy[] = {LC_Q4_1, LC_Q5_0, LC_Q5_1};
+    for (size_t i = 0; i < sizeof legacy / sizeof legacy[0]; i++) {
+        const char *name = lc_dtype_name(legacy[i]);
+        in[5] = NAN;
+        ck_assert_int_eq(lc_quantize_row(legacy[i], in, buf, 32), LC_ERR_NUMERIC);
+        ck_assert_ptr_nonnull(strstr(lc_last_error(), name));
+        in[5] = -INFINITY;
+        ck_assert_int_eq(lc_quantize_row(legacy[i], in, buf, 32), LC_ERR_NUMERIC);
+        in[5] = 3e6f; /* d = 3e6/16 or 3e6/15 or 3e6/31, all > 65504 */
+        ck_assert_int_eq(lc_quantize_row(legacy[i], in, buf, 32), LC_ERR_NUMERIC);
+        ck_assert_ptr_nonnull(strstr(lc_last_error(), "fp16"));
+        in[5] = 3.4e38f; /* near the float limit (Q4_1/Q5_1: max - min overflows to Inf) */
+        in[6] = -3.4e38f;
+        ck_assert_int_eq(lc_quantize_row(legacy[i], in, buf, 32), LC_ERR_NUMERIC);
+        in[6] = 0.0f;
+        in[5] = 1.0f;
+        ck_assert_int_eq(lc_quantize_row(legacy[i], in, buf, 32), LC_OK);
+    }
+    for (int i = 0; i < 32; i++) in[i] = -70000.0f + (float)i; /* d = 31/15 fits, m = -70000 does not */
+    ck_assert_int_eq(lc_quantize_row(LC_Q4_1, in, buf, 32), LC_ERR_NUMERIC);
+    ck_assert_int_eq(lc_quantize_row(LC_Q5_1, in, buf, 32), LC_ERR_NUMERIC);
+    ck_assert_int_eq(lc_quantize_row(LC_Q5_0, in, buf, 32), LC_OK); /* no offset: d = 70000/16 fits */
+    memset(in, 0, sizeof in);
+    float big[256] = {0};
+    big[200] = NAN;
+    ck_assert_int_eq(lc_quantize_row(LC_Q5_K, big, buf, 256), LC_ERR_NUMERIC);
+    ck_assert_ptr_nonnull(strstr(lc_last_error(), "element 200"));
+    big[200] = 1.0f;
+    ck_assert_int_eq(lc_quantize_row(LC_Q5_K, big, buf, 256), LC_OK);
     /* F16/BF16 carry NaN and Inf */
     in[5] = NAN;
     ck_assert_int_eq(lc_quantize_row(LC_F16, in, buf, 8), LC_OK);
@@ -396,6 +446,56 @@ START_TEST(test_bf16_hand) {
 }
 END_TEST
 
+/* ---- hand-built blocks (formats.md §2) ---------------------------------------------------- */
+
+/* Q4_1, Q5_0, Q5_1 and Q5_K blocks with chosen fields, dequantised and compared with the
+ * formulas of formats.md §2 written out here (all values are exact in float). */
+START_TEST(test_hand_blocks) {
+    float y[256];
+    /* Q4_1: d = 0.5, m = -1; element j < 16 is the low nibble of qs[j], j + 16 the high one */
+    uint8_t q41[20] = {0x00, 0x38, 0x00, 0xbc};
+    for (int j = 0; j < 16; j++) q41[4 + j] = (uint8_t)(j | ((15 - j) << 4));
+    ck_assert_int_eq(lc_dequantize_row(LC_Q4_1, q41, y, 32), LC_OK);
+    for (int j = 0; j < 16; j++) {
+        ck_assert(y[j] == (float)j * 0.5f - 1.0f);
+        ck_assert(y[j + 16] == (float)(15 - j) * 0.5f - 1.0f);
+    }
+    /* Q5_0 / Q5_1: qh = 0x80010002 (little-endian) sets the fifth bit of elements 1, 16, 31 */
+    const uint32_t qh = 0x80010002u;
+    uint8_t q50[22] = {0x00, 0x34}, q51[24] = {0x00, 0x34, 0x00, 0x40}; /* d = 0.25; Q5_1 m = 2 */
+    for (int k = 0; k < 4; k++) q50[2 + k] = q51[4 + k] = (uint8_t)(qh >> (8 * k));
+    for (int j = 0; j < 16; j++) q50[6 + j] = q51[8 + j] = (uint8_t)((j * 3 % 16) | ((j * 5 % 16) << 4));
+    float y1[32];
+    ck_assert_int_eq(lc_dequantize_row(LC_Q5_0, q50, y, 32), LC_OK);
+    ck_assert_int_eq(lc_dequantize_row(LC_Q5_1, q51, y1, 32), LC_OK);
+    for (int e = 0; e < 32; e++) {
+        const int nib = e < 16 ? e * 3 % 16 : (e - 16) * 5 % 16;
+        const int v = nib | (int)((qh >> e) & 1u) << 4;
+        ck_assert_msg(y[e] == (float)(v - 16) * 0.25f, "q5_0 elem %d: %g", e, (double)y[e]);
+        ck_assert_msg(y1[e] == (float)v * 0.25f + 2.0f, "q5_1 elem %d: %g", e, (double)y1[e]);
+    }
+    ck_assert(y[1] == 0.75f && y[31] == 2.75f); /* (3 | 16) - 16 and (11 | 16) - 16, times 0.25 */
+    /* Q5_K: d = 1, dmin = 0.5, sub-block k has scale k + 1 and min k; qh[l] bit k is the fifth
+     * bit of element l of sub-block k */
+    uint8_t q5k[176] = {0x00, 0x3c, 0x00, 0x38};
+    uint8_t *sc = q5k + 4, *qhk = q5k + 16, *qs = q5k + 48;
+    for (int k = 0; k < 4; k++) {
+        sc[k] = (uint8_t)(k + 1);                                 /* scales 1..4 */
+        sc[k + 4] = (uint8_t)k;                                   /* mins 0..3 */
+        sc[k + 8] = (uint8_t)(((k + 5) & 15) | (((k + 4) & 15) << 4)); /* scales 5..8, mins 4..7 */
+    }
+    for (int l = 0; l < 32; l++) qhk[l] = (uint8_t)(l * 37 + 11);
+    for (int i = 0; i < 128; i++) qs[i] = (uint8_t)(i * 11 + 3);
+    ck_assert_int_eq(lc_dequantize_row(LC_Q5_K, q5k, y, 256), LC_OK);
+    for (int e = 0; e < 256; e++) {
+        const int c = e / 64, hi = (e % 64) / 32, l = e % 32, k = 2 * c + hi;
+        const int nib = hi ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 15;
+        const int v = nib | ((qhk[l] >> k) & 1) << 4;
+        ck_assert_msg(y[e] == (float)((k + 1) * v) - 0.5f * (float)k, "q5_K elem %d: %g", e, (double)y[e]);
+    }
+}
+END_TEST
+
 /* ---- golden vectors ----------------------------------------------------------------------- */
 
 /* lc_dequantize_row agrees bit for bit with gguf.quants.dequantize, row by row and over the
@@ -427,14 +527,14 @@ START_TEST(test_golden_dequant) {
         free(whole);
         seen[dt]++;
     }
-    const lc_dtype need[] = {LC_Q8_0, LC_Q4_0, LC_Q4_K, LC_Q6_K, LC_F16, LC_BF16};
+    const lc_dtype need[] = {LC_Q8_0, LC_Q4_0, LC_Q4_1, LC_Q5_0, LC_Q5_1, LC_Q4_K, LC_Q5_K, LC_Q6_K, LC_F16, LC_BF16};
     for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
         ck_assert_msg(seen[need[i]] > 0, "fixture lacks a dequant record for %s", lc_dtype_name(need[i]));
 }
 END_TEST
 
 /* lc_quantize_row gives gguf.quants.quantize's bytes (ggml's reference quantisers) for Q8_0,
- * Q4_0, F16 and BF16; a NaN input only has to stay a NaN. */
+ * Q4_0, Q4_1, Q5_0, Q5_1, F16 and BF16; a NaN input only has to stay a NaN. */
 START_TEST(test_golden_quantize) {
     require_fixture();
     int seen[LC_DTYPE_MAX] = {0};
@@ -469,7 +569,7 @@ START_TEST(test_golden_quantize) {
         free(qrow);
         seen[dt]++;
     }
-    const lc_dtype need[] = {LC_Q8_0, LC_Q4_0, LC_F16, LC_BF16};
+    const lc_dtype need[] = {LC_Q8_0, LC_Q4_0, LC_Q4_1, LC_Q5_0, LC_Q5_1, LC_F16, LC_BF16};
     for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
         ck_assert_msg(seen[need[i]] > 0, "fixture lacks a quantize record for %s", lc_dtype_name(need[i]));
 }
@@ -526,11 +626,17 @@ static double roundtrip(lc_dtype dt, const float *x, float *y, double max_rel, d
 
 /* Per dtype, every block's max |err| stays within max_rel·amax + slack, and the NMSE within a
  * bound, over 8 input patterns at magnitudes from 250 down to 1e-7.
- * Q8_0 and Q4_0 bounds are derived: rounding to the grid costs d/2 (Q4_0: the clamped +8 end of
- * the grid costs d), the fp16 rounding of d costs |q|·|d|·2^-11, or |q|·2^-25 absolute once d
- * is an fp16 subnormal (slack 127·2^-25 and 8·2^-25). The K-quant bounds are empirical with a
+ * Q8_0, Q4_0 and Q5_0 bounds are derived: rounding to the grid costs d/2 (Q4_0/Q5_0: the clamped
+ * +8/+16 end of the grid costs d), the fp16 rounding of d costs |q|·|d|·2^-11, or |q|·2^-25
+ * absolute once d is an fp16 subnormal (slack 127·2^-25, 8·2^-25 and 16·2^-25). Q4_1/Q5_1 too:
+ * d = range/nmax <= 2·amax/nmax, so rounding costs amax/nmax; the fp16 rounding of d costs
+ * nmax·d·2^-11 <= 2·amax·2^-11 and that of m at most amax·2^-11 (bound 1/nmax + 2^-9); once
+ * subnormal, (nmax + 1)·2^-25 absolute. The K-quant bounds are empirical with a
  * margin (observed: Q4_K 0.098·amax, NMSE 9.4e-3; Q6_K 0.018·amax, NMSE 1.2e-3; below the fp16
- * normal range of d at most 7 (Q4_K) and 16 (Q6_K) units of 2^-24 beyond that). A K-quant that
+ * normal range of d at most 7 (Q4_K) and 16 (Q6_K) units of 2^-24 beyond that; Q5_K over 100
+ * random repetitions of these patterns: 0.063·amax, NMSE 2.8e-3, Gaussian 1.4e-3, block errors
+ * at most 0.79 of the bound). The Q5_0/Q4_1/Q5_1 NMSE bounds are the worst of those 100
+ * repetitions (9.0e-3, 1.55e-2, 3.0e-3; Gaussian 2.0e-3, 6.5e-3, 1.55e-3) plus about 30%. A K-quant that
  * flushed a tiny block's d to 0 would miss the slack by orders of magnitude. */
 START_TEST(test_roundtrip_bounds) {
     static const struct {
@@ -541,6 +647,10 @@ START_TEST(test_roundtrip_bounds) {
         {LC_Q4_0, 1.0 / 8 + 0x1p-10, 4, 2.5e-2, 1e-2},
         {LC_Q4_K, 0.15, 16, 1.4e-2, 6e-3},
         {LC_Q6_K, 0.03, 32, 1.8e-3, 4e-4},
+        {LC_Q5_0, 1.0 / 16 + 0x1p-10, 8, 1.2e-2, 2.6e-3},
+        {LC_Q4_1, 1.0 / 15 + 0x1p-9, 8, 2e-2, 8e-3},
+        {LC_Q5_1, 1.0 / 31 + 0x1p-9, 16, 4e-3, 2e-3},
+        {LC_Q5_K, 0.08, 32, 3.6e-3, 1.8e-3},
     };
     static float x[RT_N], y[RT_N];
     const float scales[] = {1.0f, 250.0f, 0.02f, 2e-3f, 1e-5f, 1e-7f};
@@ -573,7 +683,14 @@ START_TEST(test_roundtrip_bounds) {
     fill_pattern(x, 0, 1.0f);
     const double e8 = roundtrip(LC_Q8_0, x, y, 1, 1, &ex, &rel), e6 = roundtrip(LC_Q6_K, x, y, 1, 1, &ex, &rel);
     const double e4k = roundtrip(LC_Q4_K, x, y, 1, 1, &ex, &rel), e4 = roundtrip(LC_Q4_0, x, y, 1, 1, &ex, &rel);
+    const double e5k = roundtrip(LC_Q5_K, x, y, 1, 1, &ex, &rel), e50 = roundtrip(LC_Q5_0, x, y, 1, 1, &ex, &rel);
+    const double e51 = roundtrip(LC_Q5_1, x, y, 1, 1, &ex, &rel), e41 = roundtrip(LC_Q4_1, x, y, 1, 1, &ex, &rel);
+    fprintf(stderr, "dtype Gaussian NMSE: q8_0 %.3e q6_K %.3e q5_K %.3e q5_1 %.3e q5_0 %.3e q4_K %.3e q4_1 %.3e q4_0 %.3e\n",
+            e8, e6, e5k, e51, e50, e4k, e41, e4);
     ck_assert_msg(e8 < e6 && e6 < e4k && e4k < e4, "NMSE q8_0 %.3e q6_K %.3e q4_K %.3e q4_0 %.3e", e8, e6, e4k, e4);
+    ck_assert_msg(e6 < e5k && e5k < e50 && e51 < e50 && e50 < e4k, "NMSE q6_K %.3e q5_K %.3e q5_1 %.3e q5_0 %.3e q4_K %.3e",
+                  e6, e5k, e51, e50, e4k);
+    ck_assert_msg(e51 < e41 && e41 < e4 && e50 < e4, "NMSE q5_1 %.3e q4_1 %.3e q5_0 %.3e q4_0 %.3e", e51, e41, e50, e4);
     /* F16 / BF16: relative error at most half an ulp (normal range) */
     uint16_t h[RT_N];
     ck_assert_int_eq(lc_quantize_row(LC_F16, x, h, RT_N), LC_OK);
@@ -589,12 +706,13 @@ START_TEST(test_roundtrip_bounds) {
 }
 END_TEST
 
-/* Exact cases: zeros give zeros; values already on the Q8_0/Q4_0 grid come back exactly, and
- * re-quantising a dequantised Q8_0/Q4_0 row reproduces it; every quantiser is deterministic. */
+/* Exact cases: zeros give zeros; values already on the Q8_0/Q4_0/Q5_0/Q4_1/Q5_1 grid come back
+ * exactly, and re-quantising a dequantised Q8_0/Q4_0/Q5_0 row reproduces it; every quantiser is
+ * deterministic. */
 START_TEST(test_roundtrip_exact) {
     static float x[RT_N], y[RT_N], z[RT_N];
     static uint8_t q[RT_N * 2], q2[RT_N * 2];
-    const lc_dtype all[] = {LC_Q8_0, LC_Q4_0, LC_Q4_K, LC_Q6_K, LC_F16, LC_BF16};
+    const lc_dtype all[] = {LC_Q8_0, LC_Q4_0, LC_Q4_1, LC_Q5_0, LC_Q5_1, LC_Q4_K, LC_Q5_K, LC_Q6_K, LC_F16, LC_BF16};
     for (size_t c = 0; c < sizeof all / sizeof all[0]; c++) {
         memset(x, 0, sizeof x);
         ck_assert_int_eq(lc_quantize_row(all[c], x, q, RT_N), LC_OK);
@@ -626,9 +744,40 @@ START_TEST(test_roundtrip_exact) {
     ck_assert_int_eq(lc_quantize_row(LC_Q4_0, x, q, RT_N), LC_OK);
     ck_assert_int_eq(lc_dequantize_row(LC_Q4_0, q, y, RT_N), LC_OK);
     ck_assert(memcmp(x, y, sizeof x) == 0);
-    /* idempotence of the Q8_0 / Q4_0 grids */
-    const lc_dtype grid[] = {LC_Q8_0, LC_Q4_0};
+    /* Q5_0: integers -16..15 with max -16 (d = 1) */
+    for (int i = 0; i < RT_N; i++) x[i] = (float)((i * 7) % 32 - 16);
+    for (int b = 0; b < RT_N / 32; b++) x[32 * b + (b % 32)] = -16.0f;
+    ck_assert_int_eq(lc_quantize_row(LC_Q5_0, x, q, RT_N), LC_OK);
+    ck_assert_int_eq(lc_dequantize_row(LC_Q5_0, q, y, RT_N), LC_OK);
+    ck_assert(memcmp(x, y, sizeof x) == 0);
+    /* Q4_1 / Q5_1: integers off + 0..nmax with both ends in every block (m = off, d = 1) */
+    const struct { lc_dtype dt; int nmax; } mm[] = {{LC_Q4_1, 15}, {LC_Q5_1, 31}};
     for (size_t c = 0; c < 2; c++) {
+        for (int i = 0; i < RT_N; i++) {
+            const int b = i / 32, off = b % 9 - 5, j = i % 32;
+            int l = (j * 11 + b) % (mm[c].nmax + 1);
+            if (j == b % 32) l = 0;
+            if (j == (b + 5) % 32) l = mm[c].nmax;
+            x[i] = (float)(off + l);
+        }
+        ck_assert_int_eq(lc_quantize_row(mm[c].dt, x, q, RT_N), LC_OK);
+        ck_assert_int_eq(lc_dequantize_row(mm[c].dt, q, y, RT_N), LC_OK);
+        ck_assert_msg(memcmp(x, y, sizeof x) == 0, "%s: on-grid values changed", lc_dtype_name(mm[c].dt));
+    }
+    /* float-subnormal blocks (1/d overflows to Inf) and blocks near the float limit quantise
+     * without undefined conversions (the UBSan build checks that) to finite values */
+    const lc_dtype blockq[] = {LC_Q8_0, LC_Q4_0, LC_Q4_1, LC_Q5_0, LC_Q5_1, LC_Q4_K, LC_Q5_K, LC_Q6_K};
+    for (size_t c = 0; c < sizeof blockq / sizeof blockq[0]; c++) {
+        for (int i = 0; i < 256; i++) x[i] = (float)((i % 5) - 2) * 1e-40f;
+        ck_assert_int_eq(lc_quantize_row(blockq[c], x, q, 256), LC_OK);
+        ck_assert_int_eq(lc_dequantize_row(blockq[c], q, y, 256), LC_OK);
+        for (int i = 0; i < 256; i++)
+            ck_assert_msg(fabsf(y[i] - x[i]) <= 0x1p-24f, "%s: subnormal input %a gave %a", lc_dtype_name(blockq[c]),
+                          (double)x[i], (double)y[i]);
+    }
+    /* idempotence of the Q8_0 / Q4_0 / Q5_0 grids */
+    const lc_dtype grid[] = {LC_Q8_0, LC_Q4_0, LC_Q5_0};
+    for (size_t c = 0; c < sizeof grid / sizeof grid[0]; c++) {
         fill_pattern(x, 0, 3.0f);
         ck_assert_int_eq(lc_quantize_row(grid[c], x, q, RT_N), LC_OK);
         ck_assert_int_eq(lc_dequantize_row(grid[c], q, y, RT_N), LC_OK);
@@ -655,6 +804,7 @@ static Suite *dtype_suite(void) {
     suite_add_tcase(s, tc);
     tc = tcase_create("golden");
     tcase_add_unchecked_fixture(tc, load_fixture, NULL);
+    tcase_add_test(tc, test_hand_blocks);
     tcase_add_test(tc, test_golden_dequant);
     tcase_add_test(tc, test_golden_quantize);
     suite_add_tcase(s, tc);

@@ -241,10 +241,10 @@ END_TEST
 static const int64_t ne_mat[2] = {5, 3};   /* non-square: 3 rows of 5 */
 static const int64_t ne_trail[4] = {4, 2, 1, 1};
 static const int64_t ne_q8[2] = {64, 2};
-static const int64_t ne_q5k[1] = {256};
+static const int64_t ne_q3k[1] = {256};
 static const int64_t ne_empty[2] = {0, 3};
 
-static void fill_writer(lc_gguf_writer *w, float *mat, uint8_t *q8, uint8_t *q5k) {
+static void fill_writer(lc_gguf_writer *w, float *mat, uint8_t *q8, uint8_t *q3k) {
     ck_assert_int_eq(lc_gguf_writer_set_string(w, "general.architecture", "roundtrip"), LC_OK);
     ck_assert_int_eq(lc_gguf_writer_set_u8(w, "v.u8", 250), LC_OK);
     ck_assert_int_eq(lc_gguf_writer_set_i8(w, "v.i8", -7), LC_OK);
@@ -303,8 +303,8 @@ static void fill_writer(lc_gguf_writer *w, float *mat, uint8_t *q8, uint8_t *q5k
     ck_assert_int_eq(lc_gguf_writer_add_tensor(w, "trail", LC_F32, 4, ne_trail, trail, sizeof trail), LC_OK);
     for (int i = 0; i < 136; i++) q8[i] = (uint8_t)(i * 7);
     ck_assert_int_eq(lc_gguf_writer_add_tensor_ref(w, "q8", LC_Q8_0, 2, ne_q8, q8, 136), LC_OK);
-    for (int i = 0; i < 176; i++) q5k[i] = (uint8_t)i;
-    ck_assert_int_eq(lc_gguf_writer_add_tensor(w, "q5k", 13, 1, ne_q5k, q5k, 176), LC_OK);
+    for (int i = 0; i < 110; i++) q3k[i] = (uint8_t)i;
+    ck_assert_int_eq(lc_gguf_writer_add_tensor(w, "q3k", 11, 1, ne_q3k, q3k, 110), LC_OK);
     ck_assert_int_eq(lc_gguf_writer_add_tensor(w, "empty", LC_F32, 2, ne_empty, NULL, 0), LC_OK);
 }
 
@@ -447,11 +447,11 @@ static void check_roundtrip(const lc_gguf *f) {
     ck_assert(t->supported);
     ck_assert_uint_eq(t->size, 136);
     ck_assert_uint_eq(((const uint8_t *)t->data)[135], (uint8_t)(135 * 7));
-    t = lc_gguf_tensor(f, lc_gguf_find_tensor(f, "q5k"));
-    ck_assert_int_eq(t->type, 13);
+    t = lc_gguf_tensor(f, lc_gguf_find_tensor(f, "q3k"));
+    ck_assert_int_eq(t->type, 11);
     ck_assert(!t->supported);
-    ck_assert_uint_eq(t->size, 176);
-    ck_assert_uint_eq(((const uint8_t *)t->data)[175], 175);
+    ck_assert_uint_eq(t->size, 110);
+    ck_assert_uint_eq(((const uint8_t *)t->data)[109], 109);
     t = lc_gguf_tensor(f, lc_gguf_find_tensor(f, "empty"));
     ck_assert(t->ne[0] == 0 && t->ne[1] == 3);
     ck_assert_uint_eq(t->size, 0);
@@ -463,8 +463,8 @@ START_TEST(test_writer_roundtrip) {
     lc_gguf_writer *w = NULL;
     ck_assert_int_eq(lc_gguf_writer_new(&w), LC_OK);
     float mat[15];
-    uint8_t q8[136], q5k[176];
-    fill_writer(w, mat, q8, q5k);
+    uint8_t q8[136], q3k[110];
+    fill_writer(w, mat, q8, q3k);
 
     void *img = NULL;
     size_t size = 0;
@@ -675,11 +675,11 @@ START_TEST(test_fixture_gguf_py) {
     t = lc_gguf_tensor(f, lc_gguf_find_tensor(f, "half"));
     ck_assert_int_eq(t->type, LC_F16);
     ck_assert(t->ne[0] == 3 && t->ne[1] == 2);
-    t = lc_gguf_tensor(f, lc_gguf_find_tensor(f, "q5k"));
-    ck_assert_int_eq(t->type, 13);
+    t = lc_gguf_tensor(f, lc_gguf_find_tensor(f, "q3k"));
+    ck_assert_int_eq(t->type, 11);
     ck_assert(!t->supported);
     ck_assert(t->ne[0] == 256 && t->ne[1] == 1);
-    ck_assert_uint_eq(t->size, 176);
+    ck_assert_uint_eq(t->size, 110);
     ck_assert_uint_eq(((const uint8_t *)t->data)[100], 100);
     ck_assert_uint_le(t->offset + t->size, lc_gguf_file_size(f));
     lc_gguf_close(f);
@@ -741,11 +741,11 @@ START_TEST(test_tensor_load_cpu) {
 
     /* an unsupported ggml type: listing works, loading fails naming the tensor and its type */
     t = (lc_tensor *)0x1;
-    ck_assert_int_eq(lc_gguf_tensor_load_named(f, "q5k", dev, &t), LC_ERR_DTYPE);
+    ck_assert_int_eq(lc_gguf_tensor_load_named(f, "q3k", dev, &t), LC_ERR_DTYPE);
     ck_assert_ptr_null(t);
     const char *msg = lc_last_error();
-    lt_log("q5k: %s\n", msg);
-    ck_assert_msg(strstr(msg, "'q5k'") && strstr(msg, "13") && strstr(msg, "q5_K") && strstr(msg, FIXTURE), "%s",
+    lt_log("q3k: %s\n", msg);
+    ck_assert_msg(strstr(msg, "'q3k'") && strstr(msg, "11") && strstr(msg, "q3_K") && strstr(msg, FIXTURE), "%s",
                   msg);
     ck_assert_int_eq(lc_gguf_tensor_load_named(f, "absent", dev, &t), LC_ERR_FORMAT);
     ck_assert_int_eq(lc_gguf_tensor_load(f, 99, dev, &t), LC_ERR_INVALID_ARG);

@@ -217,10 +217,12 @@ static const lc_cpu_kernel_fn cpu_kernels[LC_OP_COUNT] = {
 
 /* ---- supports ------------------------------------------------------------------------------- */
 
-/* Frozen weight dtypes the product ops read directly (dequantising tiles on the fly). */
+/* Frozen weight dtypes the product ops read directly (dequantising tiles on the fly with
+ * lc_dequantize_row, so every block type of lorac/dtype.h). */
 static bool cpu_weight_dtype(lc_dtype t) {
     switch (t) {
-    case LC_F32: case LC_F16: case LC_BF16: case LC_Q8_0: case LC_Q4_0: case LC_Q4_K: case LC_Q6_K:
+    case LC_F32: case LC_F16: case LC_BF16: case LC_Q8_0: case LC_Q4_0: case LC_Q4_1: case LC_Q5_0:
+    case LC_Q5_1: case LC_Q4_K: case LC_Q5_K: case LC_Q6_K:
         return true;
     default:
         return false;

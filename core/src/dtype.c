@@ -1,17 +1,20 @@
 /* lorac — element types: the info table, fp16/bf16 conversion, row sizes, and the reference
- * (de)quantisers for Q8_0, Q4_0, Q4_K and Q6_K (see lorac/dtype.h).
+ * (de)quantisers for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K (see lorac/dtype.h).
  *
  * Block layouts and dequantisation formulas: reference/formats.md §2 (ggml-common.h,
  * ggml-quants.c). fp16 is IEEE 754 binary16 (1 sign, 5 exponent bits with bias 15, 10 fraction
  * bits, subnormals below 2^-14); bf16 is the upper half of an IEEE binary32. The quantisers
  * follow the reference round-to-nearest algorithms of ggml-quants.c (quantize_row_*_ref):
- * Q8_0 and Q4_0 give the same bytes as ggml; Q4_K and Q6_K use the same weighted least-squares
+ * Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 give the same bytes as ggml (and as gguf-py's numpy
+ * quantisers); Q4_K, Q5_K and Q6_K use the same weighted least-squares
  * scale/min search (make_qkx2_quants, weights av_x + |x|) and symmetric scale search
  * (make_qx_quants, weights x^2) without importance weights. One deliberate difference: the K-quant
  * sub-block scales are quantised against the STORED fp16 super-block scale, which is never
  * flushed to 0 (fp16_scale), so blocks whose d is an fp16 subnormal keep their precision;
  * elsewhere the results agree with ggml up to rare rounding ties. The block quantisers refuse
- * NaN/Inf input and scales beyond the fp16 range with LC_ERR_NUMERIC.
+ * NaN/Inf input and scales (d, dmin, the Q4_1/Q5_1 minimum m) beyond the fp16 range with
+ * LC_ERR_NUMERIC; float-to-integer conversions are clamped first, so inputs near the float
+ * limits or in its subnormal range never reach an undefined conversion.
  *
  * Every multi-byte field is little-endian (GGUF), so the host must be little-endian. Blocks are
  * copied through memcpy, so `src`/`dst` need no particular alignment.
@@ -19,6 +22,7 @@
 #include "lorac/dtype.h"
 
 #include <assert.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -35,6 +39,9 @@
 /* ---- block layouts (formats.md §2; ggml-common.h) ----------------------------------------- */
 
 #define QK4_0 32
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
 #define QK8_0 32
 #define QK_K 256
 #define K_SCALE_SIZE 12
@@ -45,6 +52,32 @@ typedef struct {
     uint8_t qs[QK4_0 / 2];
 } lc_block_q4_0;
 static_assert(sizeof(lc_block_q4_0) == 18, "Q4_0 block must be 18 bytes");
+
+/* Q4_1: 32 weights; y = nibble·d + m (nibble 0..15). Nibble order as Q4_0. */
+typedef struct {
+    uint16_t d;              /* fp16 scale */
+    uint16_t m;              /* fp16 offset (the block minimum) */
+    uint8_t qs[QK4_1 / 2];
+} lc_block_q4_1;
+static_assert(sizeof(lc_block_q4_1) == 20, "Q4_1 block must be 20 bytes");
+
+/* Q5_0: 32 weights; y = ((nibble | bit << 4) - 16)·d. Nibbles as Q4_0; the fifth bit of element
+ * j is bit j of the little-endian u32 in qh. */
+typedef struct {
+    uint16_t d;              /* fp16 scale */
+    uint8_t qh[4];           /* fifth bits of the 32 elements */
+    uint8_t qs[QK5_0 / 2];
+} lc_block_q5_0;
+static_assert(sizeof(lc_block_q5_0) == 22, "Q5_0 block must be 22 bytes");
+
+/* Q5_1: 32 weights; y = (nibble | bit << 4)·d + m, bits and nibbles as Q5_0. */
+typedef struct {
+    uint16_t d;              /* fp16 scale */
+    uint16_t m;              /* fp16 offset (the block minimum) */
+    uint8_t qh[4];
+    uint8_t qs[QK5_1 / 2];
+} lc_block_q5_1;
+static_assert(sizeof(lc_block_q5_1) == 24, "Q5_1 block must be 24 bytes");
 
 /* Q8_0: 32 weights; y = qs·d. */
 typedef struct {
@@ -63,6 +96,17 @@ typedef struct {
 } lc_block_q4_K;
 static_assert(sizeof(lc_block_q4_K) == 144, "Q4_K block must be 144 bytes");
 
+/* Q5_K: as Q4_K with 5-bit q: y = d·sc·(nibble + 16·bit) - dmin·m. In chunk c of 64 weights
+ * the low half (sub-block 2c) reads bit 2c of qh[l], the high half (2c+1) bit 2c+1. */
+typedef struct {
+    uint16_t d;              /* fp16 super-block scale of the sub-block scales */
+    uint16_t dmin;           /* fp16 super-block scale of the sub-block mins */
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qh[QK_K / 8];    /* fifth bits: qh[l] bit k belongs to sub-block k, element l */
+    uint8_t qs[QK_K / 2];    /* low 4 bits, laid out as in Q4_K */
+} lc_block_q5_K;
+static_assert(sizeof(lc_block_q5_K) == 176, "Q5_K block must be 176 bytes");
+
 /* Q6_K: 256 weights in 16 sub-blocks of 16; y = d·scales[e/16]·(q - 32), 6-bit q split into a
  * low nibble (ql) and 2 high bits (qh). d comes LAST. */
 typedef struct {
@@ -79,8 +123,12 @@ static const lc_dtype_info dtype_info[LC_DTYPE_MAX] = {
     [LC_F32]  = {"f32",  1,     4,                     false, true},
     [LC_F16]  = {"f16",  1,     2,                     false, true},
     [LC_Q4_0] = {"q4_0", QK4_0, sizeof(lc_block_q4_0), true,  false},
+    [LC_Q4_1] = {"q4_1", QK4_1, sizeof(lc_block_q4_1), true,  false},
+    [LC_Q5_0] = {"q5_0", QK5_0, sizeof(lc_block_q5_0), true,  false},
+    [LC_Q5_1] = {"q5_1", QK5_1, sizeof(lc_block_q5_1), true,  false},
     [LC_Q8_0] = {"q8_0", QK8_0, sizeof(lc_block_q8_0), true,  false},
     [LC_Q4_K] = {"q4_K", QK_K,  sizeof(lc_block_q4_K), true,  false},
+    [LC_Q5_K] = {"q5_K", QK_K,  sizeof(lc_block_q5_K), true,  false},
     [LC_Q6_K] = {"q6_K", QK_K,  sizeof(lc_block_q6_K), true,  false},
     [LC_I32]  = {"i32",  1,     4,                     false, false},
     [LC_BF16] = {"bf16", 1,     2,                     false, true},
@@ -200,6 +248,50 @@ static void dequantize_q4_0(const uint8_t *src, float *y, int64_t nblocks) {
     }
 }
 
+static void dequantize_q4_1(const uint8_t *src, float *y, int64_t nblocks) {
+    for (int64_t i = 0; i < nblocks; i++, y += QK4_1) {
+        lc_block_q4_1 b;
+        memcpy(&b, src + (size_t)i * sizeof b, sizeof b);
+        const float d = lc_fp16_to_fp32(b.d), m = lc_fp16_to_fp32(b.m);
+        for (int j = 0; j < QK4_1 / 2; j++) {
+            y[j] = (float)(b.qs[j] & 0x0fu) * d + m;
+            y[j + QK4_1 / 2] = (float)(b.qs[j] >> 4) * d + m;
+        }
+    }
+}
+
+/* The 5-bit values 0..31 of a Q5_0/Q5_1 block: nibbles from qs, bit j of the u32 qh on top. */
+static void unpack_q5(const uint8_t qh_bytes[4], const uint8_t qs[16], int q[32]) {
+    const uint32_t qh = (uint32_t)qh_bytes[0] | (uint32_t)qh_bytes[1] << 8 | (uint32_t)qh_bytes[2] << 16 |
+                        (uint32_t)qh_bytes[3] << 24;
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int)((qs[j] & 0x0fu) | (((qh >> j) & 1u) << 4));
+        q[j + 16] = (int)((qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4));
+    }
+}
+
+static void dequantize_q5_0(const uint8_t *src, float *y, int64_t nblocks) {
+    int q[QK5_0];
+    for (int64_t i = 0; i < nblocks; i++, y += QK5_0) {
+        lc_block_q5_0 b;
+        memcpy(&b, src + (size_t)i * sizeof b, sizeof b);
+        const float d = lc_fp16_to_fp32(b.d);
+        unpack_q5(b.qh, b.qs, q);
+        for (int j = 0; j < QK5_0; j++) y[j] = (float)(q[j] - 16) * d;
+    }
+}
+
+static void dequantize_q5_1(const uint8_t *src, float *y, int64_t nblocks) {
+    int q[QK5_1];
+    for (int64_t i = 0; i < nblocks; i++, y += QK5_1) {
+        lc_block_q5_1 b;
+        memcpy(&b, src + (size_t)i * sizeof b, sizeof b);
+        const float d = lc_fp16_to_fp32(b.d), m = lc_fp16_to_fp32(b.m);
+        unpack_q5(b.qh, b.qs, q);
+        for (int j = 0; j < QK5_1; j++) y[j] = (float)q[j] * d + m;
+    }
+}
+
 static void dequantize_q8_0(const uint8_t *src, float *y, int64_t nblocks) {
     for (int64_t i = 0; i < nblocks; i++, y += QK8_0) {
         lc_block_q8_0 b;
@@ -224,6 +316,28 @@ static void dequantize_q4_K(const uint8_t *src, float *y, int64_t nblocks) {
             const float d2 = d * (float)sc, m2 = dmin * (float)m;
             for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0x0fu) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+        }
+    }
+}
+
+static void dequantize_q5_K(const uint8_t *src, float *y, int64_t nblocks) {
+    for (int64_t i = 0; i < nblocks; i++) {
+        lc_block_q5_K b;
+        memcpy(&b, src + (size_t)i * sizeof b, sizeof b);
+        const float d = lc_fp16_to_fp32(b.d);
+        const float dmin = lc_fp16_to_fp32(b.dmin);
+        const uint8_t *q = b.qs;
+        for (int c = 0; c < 4; c++, q += 32) { /* chunk c: sub-blocks 2c (low) and 2c+1 (high) */
+            uint8_t sc, m;
+            get_scale_min_k4(2 * c, b.scales, &sc, &m);
+            const float d1 = d * (float)sc, m1 = dmin * (float)m;
+            get_scale_min_k4(2 * c + 1, b.scales, &sc, &m);
+            const float d2 = d * (float)sc, m2 = dmin * (float)m;
+            const unsigned lo_bit = 2u * (unsigned)c, hi_bit = lo_bit + 1u;
+            for (int l = 0; l < 32; l++)
+                *y++ = d1 * (float)((q[l] & 0x0fu) | (((b.qh[l] >> lo_bit) & 1u) << 4)) - m1;
+            for (int l = 0; l < 32; l++)
+                *y++ = d2 * (float)((q[l] >> 4) | (((b.qh[l] >> hi_bit) & 1u) << 4)) - m2;
         }
     }
 }
@@ -295,8 +409,12 @@ lc_status lc_dequantize_row(lc_dtype dtype, const void *src, float *dst, int64_t
         }
         break;
     case LC_Q4_0: dequantize_q4_0(s, dst, nblocks); break;
+    case LC_Q4_1: dequantize_q4_1(s, dst, nblocks); break;
+    case LC_Q5_0: dequantize_q5_0(s, dst, nblocks); break;
+    case LC_Q5_1: dequantize_q5_1(s, dst, nblocks); break;
     case LC_Q8_0: dequantize_q8_0(s, dst, nblocks); break;
     case LC_Q4_K: dequantize_q4_K(s, dst, nblocks); break;
+    case LC_Q5_K: dequantize_q5_K(s, dst, nblocks); break;
     case LC_Q6_K: dequantize_q6_K(s, dst, nblocks); break;
     default:
         return lc_error(LC_ERR_DTYPE, "lc_dequantize_row: no dequantiser for dtype %s", info->name);
@@ -312,6 +430,15 @@ static int round_clamp(float v, int lo, int hi) {
     if (!(v > (float)lo)) return lo; /* also catches NaN */
     if (v > (float)hi) return hi;
     return (int)lrintf(v);
+}
+
+/* trunc(v) clamped to [0, hi], as ggml's MIN(hi, (int8_t)v) for the v >= 0 its legacy
+ * quantisers produce; NaN and out-of-range v (from a scale near the float limits) are clamped
+ * instead of reaching an undefined float-to-integer conversion. */
+static int trunc_clamp(float v, int hi) {
+    if (!(v >= 1.0f)) return 0; /* also catches NaN */
+    if (v >= (float)hi) return hi;
+    return (int)v;
 }
 
 /* fp16 of the super-block scale d of a K-quant whose sub-block scales are stored as integers
@@ -353,11 +480,66 @@ static void quantize_block_q4_0(const float *x, lc_block_q4_0 *y) {
     y->d = lc_fp32_to_fp16(d);
     for (int j = 0; j < QK4_0 / 2; j++) {
         /* x·id lies in [-8, 8] up to rounding, so x·id + 8.5 is positive */
-        int q0 = (int)(x[j] * id + 8.5f), q1 = (int)(x[j + QK4_0 / 2] * id + 8.5f);
-        q0 = q0 > 15 ? 15 : q0;
-        q1 = q1 > 15 ? 15 : q1;
+        const int q0 = trunc_clamp(x[j] * id + 8.5f, 15), q1 = trunc_clamp(x[j + QK4_0 / 2] * id + 8.5f, 15);
         y->qs[j] = (uint8_t)(q0 | (q1 << 4));
     }
+}
+
+/* Q5_0: as Q4_0 with 32 levels: d = max/-16, q = min(31, trunc(x·(1/d) + 16.5)); the low
+ * nibbles go to qs as in Q4_0, the fifth bits to the u32 qh (bit j for element j). */
+static void quantize_block_q5_0(const float *x, lc_block_q5_0 *y) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK5_0; j++) {
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    const float d = max / -16.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y->d = lc_fp32_to_fp16(d);
+    uint32_t qh = 0;
+    for (int j = 0; j < QK5_0 / 2; j++) {
+        const int q0 = trunc_clamp(x[j] * id + 16.5f, 31), q1 = trunc_clamp(x[j + QK5_0 / 2] * id + 16.5f, 31);
+        y->qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+        qh |= (uint32_t)(q0 >> 4) << j;
+        qh |= (uint32_t)(q1 >> 4) << (j + QK5_0 / 2);
+    }
+    for (int k = 0; k < 4; k++) y->qh[k] = (uint8_t)(qh >> (8 * k));
+}
+
+/* Min-max quantisation of one 32-element block shared by Q4_1 (nmax 15) and Q5_1 (nmax 31):
+ * m = min, d = (max - min)/nmax, q = min(nmax, trunc((x - min)·(1/d) + 0.5)). Stores the fp16
+ * d and m and returns the levels in q. */
+static void quantize_minmax(const float *x, int nmax, uint16_t *d_out, uint16_t *m_out, int q[32]) {
+    float min = FLT_MAX, max = -FLT_MAX;
+    for (int j = 0; j < 32; j++) {
+        if (x[j] < min) min = x[j];
+        if (x[j] > max) max = x[j];
+    }
+    const float d = (max - min) / (float)nmax;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    *d_out = lc_fp32_to_fp16(d);
+    *m_out = lc_fp32_to_fp16(min);
+    for (int j = 0; j < 32; j++) q[j] = trunc_clamp((x[j] - min) * id + 0.5f, nmax);
+}
+
+static void quantize_block_q4_1(const float *x, lc_block_q4_1 *y) {
+    int q[QK4_1];
+    quantize_minmax(x, 15, &y->d, &y->m, q);
+    for (int j = 0; j < QK4_1 / 2; j++) y->qs[j] = (uint8_t)(q[j] | (q[j + QK4_1 / 2] << 4));
+}
+
+static void quantize_block_q5_1(const float *x, lc_block_q5_1 *y) {
+    int q[QK5_1];
+    quantize_minmax(x, 31, &y->d, &y->m, q);
+    uint32_t qh = 0;
+    for (int j = 0; j < QK5_1 / 2; j++) {
+        y->qs[j] = (uint8_t)((q[j] & 0x0f) | ((q[j + QK5_1 / 2] & 0x0f) << 4));
+        qh |= (uint32_t)(q[j] >> 4) << j;
+        qh |= (uint32_t)(q[j + QK5_1 / 2] >> 4) << (j + QK5_1 / 2);
+    }
+    for (int k = 0; k < 4; k++) y->qh[k] = (uint8_t)(qh >> (8 * k));
 }
 
 /* Asymmetric fit x ≈ scale·L - the_min with L in [0, nmax], minimising sum w·(scale·L + min - x)^2
@@ -463,12 +645,14 @@ static float fit_scale_symmetric(int n, int nmax, const float *x, uint8_t *L) {
     return best_scale;
 }
 
-/* Q4_K: per sub-block of 32 an asymmetric (scale, min) fit with weights av_x + |x|
- * (av_x = RMS of the sub-block); scales and mins are then quantised to 6 bits against the
- * super-block maxima (d = max_scale/63, dmin = max_min/63) and the 4-bit quants recomputed
- * with the stored scales. */
-static void quantize_block_q4_K(const float *x, lc_block_q4_K *y) {
-    uint8_t L[QK_K];
+/* The scale part of Q4_K and Q5_K (quantize_row_q4_K_ref / q5_K_ref): per sub-block of 32 an
+ * asymmetric (scale, min) fit with weights av_x + |x| (av_x = RMS of the sub-block) over levels
+ * 0..nmax, searched with fit_scale_min(rmin, rdelta 0.1, nstep) (Q4_K: nmax 15, rmin -1, 20
+ * steps; Q5_K: nmax 31, rmin -0.5, 15 steps); scales and mins are then quantised to 6 bits
+ * against the super-block maxima (d = max_scale/63, dmin = max_min/63), packed into
+ * scales_out[12], and the levels L[256] recomputed with the stored scales. */
+static void quantize_kquant_scales(const float *x, int nmax, float rmin, int nstep, uint8_t L[QK_K],
+                                   uint16_t *d_out, uint16_t *dmin_out, uint8_t scales_out[K_SCALE_SIZE]) {
     float scales[QK_K / 32], mins[QK_K / 32], w[32];
     float max_scale = 0.0f, max_min = 0.0f;
     for (int j = 0; j < QK_K / 32; j++) {
@@ -477,39 +661,62 @@ static void quantize_block_q4_K(const float *x, lc_block_q4_K *y) {
         for (int l = 0; l < 32; l++) sum_x2 += xs[l] * xs[l];
         const float av_x = sqrtf(sum_x2 / 32.0f);
         for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(xs[l]);
-        scales[j] = fit_scale_min(32, 15, xs, w, L + 32 * j, &mins[j], -1.0f, 0.1f, 20);
+        scales[j] = fit_scale_min(32, nmax, xs, w, L + 32 * j, &mins[j], rmin, 0.1f, nstep);
         max_scale = fmaxf(max_scale, scales[j]);
         max_min = fmaxf(max_min, mins[j]);
     }
-    y->d = fp16_scale(max_scale / 63.0f, max_scale, 63.0f);
-    y->dmin = fp16_scale(max_min / 63.0f, max_min, 63.0f);
-    const float d_all = lc_fp16_to_fp32(y->d), dmin_all = lc_fp16_to_fp32(y->dmin);
-    memset(y->scales, 0, sizeof y->scales);
+    *d_out = fp16_scale(max_scale / 63.0f, max_scale, 63.0f);
+    *dmin_out = fp16_scale(max_min / 63.0f, max_min, 63.0f);
+    const float d_all = lc_fp16_to_fp32(*d_out), dmin_all = lc_fp16_to_fp32(*dmin_out);
+    uint8_t *sp = scales_out;
+    memset(sp, 0, K_SCALE_SIZE);
     for (int j = 0; j < QK_K / 32; j++) {
         /* 6-bit sc, m against the STORED fp16 d, dmin (ggml divides by the unrounded ones; the
          * two agree except where fp16 rounding of d matters, e.g. subnormal d) */
         const uint8_t ls = (uint8_t)(d_all > 0.0f ? round_clamp(scales[j] / d_all, 0, 63) : 0);
         const uint8_t lm = (uint8_t)(dmin_all > 0.0f ? round_clamp(mins[j] / dmin_all, 0, 63) : 0);
         if (j < 4) { /* the inverse of get_scale_min_k4 */
-            y->scales[j] = ls;
-            y->scales[j + 4] = lm;
+            sp[j] = ls;
+            sp[j + 4] = lm;
         } else {
-            y->scales[j + 4] = (uint8_t)((ls & 0x0fu) | ((lm & 0x0fu) << 4));
-            y->scales[j - 4] |= (uint8_t)((ls >> 4) << 6);
-            y->scales[j] |= (uint8_t)((lm >> 4) << 6);
+            sp[j + 4] = (uint8_t)((ls & 0x0fu) | ((lm & 0x0fu) << 4));
+            sp[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            sp[j] |= (uint8_t)((lm >> 4) << 6);
         }
     }
     for (int j = 0; j < QK_K / 32; j++) {
         uint8_t sc, m;
-        get_scale_min_k4(j, y->scales, &sc, &m);
+        get_scale_min_k4(j, sp, &sc, &m);
         const float d = d_all * (float)sc;
         if (d == 0.0f) continue; /* every q gives -dmin·m: keep the fit's quants */
         const float dm = dmin_all * (float)m;
-        for (int l = 0; l < 32; l++) L[32 * j + l] = (uint8_t)round_clamp((x[32 * j + l] + dm) / d, 0, 15);
+        for (int l = 0; l < 32; l++) L[32 * j + l] = (uint8_t)round_clamp((x[32 * j + l] + dm) / d, 0, nmax);
     }
+}
+
+/* Q4_K: quantize_kquant_scales with 4-bit levels; chunk c of 64 weights packs sub-block 2c in
+ * the low and 2c+1 in the high nibbles of qs[32c..32c+31]. */
+static void quantize_block_q4_K(const float *x, lc_block_q4_K *y) {
+    uint8_t L[QK_K];
+    quantize_kquant_scales(x, 15, -1.0f, 20, L, &y->d, &y->dmin, y->scales);
     for (int c = 0; c < 4; c++)
         for (int l = 0; l < 32; l++)
             y->qs[32 * c + l] = (uint8_t)(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+}
+
+/* Q5_K: quantize_kquant_scales with 5-bit levels; the low nibbles are packed as in Q4_K and the
+ * fifth bit of element l of sub-block k goes to bit k of qh[l]. */
+static void quantize_block_q5_K(const float *x, lc_block_q5_K *y) {
+    uint8_t L[QK_K];
+    quantize_kquant_scales(x, 31, -0.5f, 15, L, &y->d, &y->dmin, y->scales);
+    memset(y->qh, 0, sizeof y->qh);
+    for (int c = 0; c < 4; c++) {
+        for (int l = 0; l < 32; l++) {
+            const uint8_t lo = L[64 * c + l], hi = L[64 * c + 32 + l];
+            y->qs[32 * c + l] = (uint8_t)((lo & 0x0fu) | ((hi & 0x0fu) << 4));
+            y->qh[l] |= (uint8_t)(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+        }
+    }
 }
 
 /* Q6_K: per sub-block of 16 a symmetric scale fit; the 16 scales are quantised to int8 against
@@ -559,8 +766,12 @@ static bool block_scales_finite(lc_dtype dtype, const uint8_t *blk) {
     int count = 1;
     switch (dtype) {
     case LC_Q4_0:
+    case LC_Q5_0:
     case LC_Q8_0: memcpy(&h[0], blk, 2); break;
-    case LC_Q4_K: memcpy(h, blk, 4); count = 2; break;
+    case LC_Q4_1:
+    case LC_Q5_1: /* d, m */
+    case LC_Q4_K:
+    case LC_Q5_K: memcpy(h, blk, 4); count = 2; break; /* d, dmin */
     case LC_Q6_K: memcpy(&h[0], blk + offsetof(lc_block_q6_K, d), 2); break;
     default: return true;
     }
@@ -601,8 +812,12 @@ lc_status lc_quantize_row(lc_dtype dtype, const float *src, void *dst, int64_t n
         uint8_t *blk = out + (size_t)i * info->type_size;
         switch (dtype) {
         case LC_Q4_0: { lc_block_q4_0 b; quantize_block_q4_0(x, &b); memcpy(blk, &b, sizeof b); break; }
+        case LC_Q4_1: { lc_block_q4_1 b; quantize_block_q4_1(x, &b); memcpy(blk, &b, sizeof b); break; }
+        case LC_Q5_0: { lc_block_q5_0 b; quantize_block_q5_0(x, &b); memcpy(blk, &b, sizeof b); break; }
+        case LC_Q5_1: { lc_block_q5_1 b; quantize_block_q5_1(x, &b); memcpy(blk, &b, sizeof b); break; }
         case LC_Q8_0: { lc_block_q8_0 b; quantize_block_q8_0(x, &b); memcpy(blk, &b, sizeof b); break; }
         case LC_Q4_K: { lc_block_q4_K b; quantize_block_q4_K(x, &b); memcpy(blk, &b, sizeof b); break; }
+        case LC_Q5_K: { lc_block_q5_K b; quantize_block_q5_K(x, &b); memcpy(blk, &b, sizeof b); break; }
         case LC_Q6_K: { lc_block_q6_K b; quantize_block_q6_K(x, &b); memcpy(blk, &b, sizeof b); break; }
         default:
             return lc_error(LC_ERR_DTYPE, "lc_quantize_row: no quantiser for dtype %s", info->name);

@@ -19,7 +19,7 @@ together. The file holds:
                   dequantised values (gguf.quants.dequantize) are stored in the key
                   test.q8_0.dequant (f32 array, 128 values) as the golden reference
       "half"      F16 numpy shape (2, 3) -> ne = [3, 2]; values [[1, -2, 0.5], [65504, 2**-24, -0.0]]
-      "q5k"       Q5_K (a ggml type lorac does not support), one block of 176 bytes 0..175
+      "q3k"       Q3_K (a ggml type lorac does not support), one block of 110 bytes 0..109
                   -> ne = [256, 1]: listing works, loading it is an error
 """
 import sys
@@ -80,7 +80,7 @@ def main() -> None:
     half = np.array([[1.0, -2.0, 0.5], [65504.0, 2.0**-24, -0.0]], dtype=np.float16)
     w.add_tensor("half", half)
 
-    w.add_tensor("q5k", np.arange(176, dtype=np.uint8).reshape(1, 176), raw_dtype=QT.Q5_K)
+    w.add_tensor("q3k", np.arange(110, dtype=np.uint8).reshape(1, 110), raw_dtype=QT.Q3_K)
 
     w.write_header_to_file()
     w.write_kv_data_to_file()

@@ -10,25 +10,31 @@ run this script: the fixture it writes is committed.
 
 What it holds
 -------------
-* DEQUANT records for Q8_0, Q4_0, Q4_K, Q6_K, F16 and BF16: random raw blocks and the F32 values
-  gguf.quants.dequantize gives for them. Quant bytes are random; every block's fp16 d (and dmin)
-  is random but finite (one block per type has a subnormal d, one a negative d); in Q4_K
+* DEQUANT records for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, F16 and BF16: random raw
+  blocks and the F32 values gguf.quants.dequantize gives for them. Quant bytes are random; every
+  block's fp16 d (and dmin, m) is random but finite (one block per type has a subnormal d, one a
+  negative d; Q4_1/Q5_1 also a subnormal and a negative m); every 4/5-bit block holds both its
+  lowest and its highest level; in Q4_K and Q5_K
   blocks the 8 six-bit sub-block scales are all different and so are the 8 mins; in Q6_K blocks
   the 16 int8 scales are all different (one block holds both -128 and 127). Every tensor has
   several rows of several blocks. F16/BF16 rows have an odd length (37) and include the special
   bit patterns (+-0, subnormals, largest finite, +-Inf, NaNs).
-* QUANTIZE records for the types gguf.quants.quantize supports among ours (Q8_0, Q4_0, F16,
-  BF16): fixed F32 input (Gaussian rows at several magnitudes, plus edge blocks: all zeros,
-  rounding ties, repeated maxima of both signs, tiny values) and the bytes gguf makes of it.
-  gguf's Q8_0 and Q4_0 quantisers reproduce ggml's quantize_row_q8_0_ref/q4_0_ref bit for bit,
-  so lorac's bytes must be identical. gguf 0.19 has no Q4_K/Q6_K quantiser; test_dtype.c checks
-  those by round-trip error instead.
+* QUANTIZE records for the types gguf.quants.quantize supports among ours (Q8_0, Q4_0, Q4_1,
+  Q5_0, Q5_1, F16, BF16): fixed F32 input (Gaussian rows at several magnitudes, plus edge blocks:
+  all zeros, constant blocks, rounding ties, repeated maxima of both signs, large offsets, tiny
+  values) and the bytes gguf makes of it. gguf's Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 quantisers
+  reproduce ggml's quantize_row_*_ref bit for bit, so lorac's bytes must be identical. gguf 0.19
+  has no Q4_K/Q5_K/Q6_K quantiser; test_dtype.c checks those by round-trip error instead.
+* The records of the first version of this script (Q8_0, Q4_0, Q4_K, Q6_K, F16, BF16) come first
+  and are byte-for-byte unchanged; the Q4_1/Q5_0/Q5_1/Q5_K records are appended after them and
+  drawn from the same random stream afterwards, so they do not disturb the older ones.
 
 File layout (all integers little-endian u32, all floats little-endian IEEE binary32)
 -------------------------------------------------------------------------------------
     header:  magic "LCQG" (4 bytes), version = 1, n_records
     record:  kind      0 = DEQUANT, 1 = QUANTIZE
-             dtype     ggml/GGUF type id (F32 0, F16 1, Q4_0 2, Q8_0 8, Q4_K 12, Q6_K 14, BF16 30)
+             dtype     ggml/GGUF type id (F32 0, F16 1, Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8,
+                       Q4_K 12, Q5_K 13, Q6_K 14, BF16 30)
              ne0       elements per row (a multiple of the type's block size)
              ne1       number of rows
              nbytes    raw byte count = ne1 * row_size(ne0)
@@ -128,6 +134,60 @@ def blocks_q6_k(nblocks):
     return b"".join(raw)
 
 
+def blocks_q4_1(nblocks):
+    d = random_finite_fp16(nblocks, subnormal_at=0, negative_at=1)
+    m = random_finite_fp16(nblocks, subnormal_at=2, negative_at=3)
+    raw = []
+    for i in range(nblocks):
+        qs = rng.integers(0, 256, size=16, dtype=np.uint8)
+        qs[0] = 0xF0                                                 # nibbles 0 and 15 present
+        raw.append(d[i:i + 1].view(np.uint8).tobytes() + m[i:i + 1].view(np.uint8).tobytes() + qs.tobytes())
+    return b"".join(raw)
+
+
+def q5_bits():
+    """Random qh (4 bytes) and qs (16 bytes) of a Q5_0/Q5_1 block in which element 0 is level 0
+    and element 16 is level 31 (bit 0 of qh clear, bit 16 set, qs[0] = 0xF0)."""
+    qh = rng.integers(0, 256, size=4, dtype=np.uint8)
+    qh[0] &= 0xFE
+    qh[2] |= 0x01
+    qs = rng.integers(0, 256, size=16, dtype=np.uint8)
+    qs[0] = 0xF0
+    return qh.tobytes(), qs.tobytes()
+
+
+def blocks_q5_0(nblocks):
+    d = random_finite_fp16(nblocks, subnormal_at=0, negative_at=1)
+    raw = []
+    for i in range(nblocks):
+        qh, qs = q5_bits()
+        raw.append(d[i:i + 1].view(np.uint8).tobytes() + qh + qs)
+    return b"".join(raw)
+
+
+def blocks_q5_1(nblocks):
+    d = random_finite_fp16(nblocks, subnormal_at=0, negative_at=1)
+    m = random_finite_fp16(nblocks, subnormal_at=2, negative_at=3)
+    raw = []
+    for i in range(nblocks):
+        qh, qs = q5_bits()
+        raw.append(d[i:i + 1].view(np.uint8).tobytes() + m[i:i + 1].view(np.uint8).tobytes() + qh + qs)
+    return b"".join(raw)
+
+
+def blocks_q5_k(nblocks):
+    d = random_finite_fp16(nblocks, subnormal_at=0, negative_at=1)
+    dmin = random_finite_fp16(nblocks, subnormal_at=2, negative_at=3)
+    raw = []
+    for i in range(nblocks):
+        qh = rng.integers(0, 256, size=32, dtype=np.uint8)
+        qs = rng.integers(0, 256, size=128, dtype=np.uint8)
+        qh[0], qh[1], qs[0], qs[1] = 0x00, 0xFF, 0x00, 0xFF          # levels 0 and 31 in every sub-block
+        raw.append(d[i:i + 1].view(np.uint8).tobytes() + dmin[i:i + 1].view(np.uint8).tobytes()
+                   + q4_k_scales_distinct() + qh.tobytes() + qs.tobytes())
+    return b"".join(raw)
+
+
 HALF_SPECIALS = [0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x3C00, 0x7BFF, 0xFBFF,
                  0x7C00, 0xFC00, 0x7E00, 0x7C01, 0xFE00]
 BF16_SPECIALS = [0x0000, 0x8000, 0x0001, 0x007F, 0x0080, 0x3F80, 0x7F7F, 0xFF7F,
@@ -193,6 +253,40 @@ def q4_0_input():
     return np.vstack([x, e])
 
 
+def q5_0_input():
+    x = gaussian_rows(4, 64, [1.0, 0.05, 40.0, 1e-4])
+    e = np.zeros((3, 64), dtype=np.float32)
+    # row 4 block 0: all zeros; block 1: equal maxima of both signs (the first one wins)
+    e[0, 32:64] = rng.uniform(-2.0, 2.0, 32).astype(np.float32)
+    e[0, 40], e[0, 50] = 3.0, -3.0
+    # row 5 block 0: max -16 so d = 1 and the grid is the integers (with +0.5 ties); block 1:
+    # max +16 (d = -1, the clamped end at +16 is hit by -16)
+    e[1, 0:32] = np.linspace(-16.0, 15.5, 32, dtype=np.float32)
+    e[1, 32:64] = np.linspace(16.0, -15.5, 32, dtype=np.float32)
+    e[1, 63] = -16.0
+    # row 6 block 0: all positive; block 1: tiny values (d is an fp16 subnormal)
+    e[2, 0:32] = rng.uniform(0.5, 1.5, 32).astype(np.float32)
+    e[2, 32:64] = rng.uniform(-3e-6, 3e-6, 32).astype(np.float32)
+    return np.vstack([x, e])
+
+
+def minmax_input(nmax):
+    """Input for Q4_1 (nmax 15) / Q5_1 (nmax 31)."""
+    x = gaussian_rows(4, 64, [1.0, 0.05, 40.0, 1e-4])
+    e = np.zeros((3, 64), dtype=np.float32)
+    # row 4 block 0: all zeros; block 1: a constant block (max == min, d = 0)
+    e[0, 32:64] = -1.375
+    # row 5 block 0: integers 3..3+nmax so m = 3 and d = 1, some moved by +0.5 onto rounding ties;
+    # block 1: a large offset (m rounds in fp16, d stays small)
+    e[1, 0:32] = 3.0 + (np.arange(32) % (nmax + 1)).astype(np.float32)
+    e[1, 1:31:3] += 0.5
+    e[1, 32:64] = 1000.0 + rng.uniform(-0.25, 0.25, 32).astype(np.float32)
+    # row 6 block 0: all negative; block 1: tiny values (d and m are fp16 subnormals)
+    e[2, 0:32] = rng.uniform(-1.5, -0.5, 32).astype(np.float32)
+    e[2, 32:64] = rng.uniform(-3e-6, 3e-6, 32).astype(np.float32)
+    return np.vstack([x, e])
+
+
 def half_input(kind):
     """F32 values that exercise rounding: random magnitudes over the whole range, ties, subnormals,
     overflow, NaN, Inf. `kind` is 'f16' or 'bf16'."""
@@ -229,6 +323,21 @@ def build_records():
                             (T.BF16, half_input("bf16"), "bf16 rounding"),
                             (T.Q4_K, gaussian_rows(1, 256, [1.0]), "q4_K ref quantizer"),
                             (T.Q6_K, gaussian_rows(1, 256, [1.0]), "q6_K ref quantizer")]:
+        try:
+            recs.append(quantize_record(qtype, x, label))
+        except NotImplementedError:
+            print(f"note: gguf {qtype.name} has no quantize(); not in the fixture", file=sys.stderr)
+    # --- appended in version 2 of this script (after every draw of the records above) ---
+    recs += [
+        dequant_record(T.Q4_1, 64, 5, blocks_q4_1(10), "q4_1 random blocks"),
+        dequant_record(T.Q5_0, 64, 5, blocks_q5_0(10), "q5_0 random blocks"),
+        dequant_record(T.Q5_1, 64, 5, blocks_q5_1(10), "q5_1 random blocks"),
+        dequant_record(T.Q5_K, 512, 3, blocks_q5_k(6), "q5_K distinct scales/mins"),
+    ]
+    for qtype, x, label in [(T.Q4_1, minmax_input(15), "q4_1 ref quantizer"),
+                            (T.Q5_0, q5_0_input(), "q5_0 ref quantizer"),
+                            (T.Q5_1, minmax_input(31), "q5_1 ref quantizer"),
+                            (T.Q5_K, gaussian_rows(1, 256, [1.0]), "q5_K ref quantizer")]:
         try:
             recs.append(quantize_record(qtype, x, label))
         except NotImplementedError:

@@ -22,8 +22,12 @@ typedef enum lc_dtype {
     LC_F32  = 0,
     LC_F16  = 1,
     LC_Q4_0 = 2,
+    LC_Q4_1 = 3,
+    LC_Q5_0 = 6,
+    LC_Q5_1 = 7,
     LC_Q8_0 = 8,
     LC_Q4_K = 12,
+    LC_Q5_K = 13,
     LC_Q6_K = 14,
     LC_I32  = 26,  /* token ids, labels, positions */
     LC_BF16 = 30,
@@ -32,7 +36,8 @@ typedef enum lc_dtype {
 
 typedef struct lc_dtype_info {
     const char *name;    /* "f32", "q4_K", ... (GGUF spelling) */
-    int64_t block_size;  /* elements per block (1 for plain types, 32 for Q8_0/Q4_0, 256 for K-quants) */
+    int64_t block_size;  /* elements per block (1 for plain types, 32 for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0,
+                          * 256 for K-quants) */
     size_t type_size;    /* bytes per block */
     bool is_quantized;
     bool is_float;       /* F32, F16, BF16 */
@@ -65,11 +70,13 @@ lc_status lc_dequantize_row(lc_dtype dtype, const void *src, float *dst, int64_t
 
 /* Quantise (or convert) `n` F32 values into `dtype` with the reference (round-to-nearest)
  * quantisers of ggml-quants.c: Q8_0 d = amax/127, q = round(x/d); Q4_0 d = max/-8 (signed max
- * by magnitude), q = min(15, trunc(x/d + 8.5)); Q4_K and Q6_K by the reference make_qkx2 /
- * make_qx search without importance weights (the fp16 super-block scale is never rounded to 0).
+ * by magnitude), q = min(15, trunc(x/d + 8.5)); Q5_0 d = max/-16, q = min(31, trunc(x/d + 16.5));
+ * Q4_1 / Q5_1 min-max: m = min, d = (max - min)/15 (/31), q = min(15 (31), trunc((x - m)/d + 0.5));
+ * Q4_K, Q5_K and Q6_K by the reference make_qkx2 / make_qx search without importance weights
+ * (the fp16 super-block scale is never rounded to 0).
  * Used by merge into quantized weights and by tests.
  * Errors as lc_dequantize_row, plus LC_ERR_NUMERIC for NaN/Inf input to a block type or a block
- * scale that overflows fp16. */
+ * scale (d, dmin, or the Q4_1/Q5_1 min m) that overflows fp16. */
 lc_status lc_quantize_row(lc_dtype dtype, const float *src, void *dst, int64_t n);
 
 #ifdef __cplusplus
