@@ -48,6 +48,12 @@ LC_CPU_DECL(attention) LC_CPU_DECL(attention_back)
 LC_CPU_DECL(cross_entropy) LC_CPU_DECL(cross_entropy_back)
 #undef LC_CPU_DECL
 
+/* cpu_util.c: OpenMP threads to use (>= 1). */
+int lc_cpu_threads(const lc_cpu_ctx *ctx);
+/* cpu_util.c: `t` present, allocated, of `dtype` (F32 or I32) and packed; else an lc_error naming
+ * the op and the field (LC_ERR_INVALID_ARG, LC_ERR_STATE, LC_ERR_DTYPE, LC_ERR_SHAPE). */
+lc_status lc_cpu_check_packed(const lc_tensor *t, lc_dtype dtype, const char *op, const char *field);
+
 /* ops_matmul.c: y[M,N] (row-major, ldy) = x[M,K] · w[N,K]ᵀ (+ y when accumulate), where w is
  * given as rows of any dtype (row stride w_nb1 bytes). Quantized or half w is dequantised in
  * tiles of rows into a per-thread scratch buffer, never whole. Used by mul_mat and lora. */

@@ -61,22 +61,11 @@ static int at_threads(const lc_cpu_ctx *ctx) {
 }
 
 static lc_status at_check(const lc_tensor *t, const char *op, const char *field) {
-    if (!t) return lc_error(LC_ERR_INVALID_ARG, "cpu %s: %s is missing", op, field);
-    if (!t->buffer || !t->buffer->impl)
-        return lc_error(LC_ERR_STATE, "cpu %s: %s '%s' has no buffer", op, field, t->name);
-    if (t->dtype != LC_F32)
-        return lc_error(LC_ERR_DTYPE, "cpu %s: %s '%s' has dtype %s, expected f32", op, field,
-                        t->name, lc_dtype_name(t->dtype));
-    size_t want = sizeof(float);
-    for (int d = 0; d < LC_MAX_DIMS; d++) {
-        if (t->ne[d] < 1 || (d >= 2 && t->ne[d] != 1))
-            return lc_error(LC_ERR_SHAPE, "cpu %s: %s '%s' has ne[%d]=%lld (2-D tensor expected)",
-                            op, field, t->name, d, (long long)t->ne[d]);
-        if (t->ne[d] > 1 && t->nb[d] != want)
-            return lc_error(LC_ERR_SHAPE, "cpu %s: %s '%s' is not contiguous (nb[%d]=%zu, expected %zu)",
-                            op, field, t->name, d, t->nb[d], want);
-        want *= (size_t)t->ne[d];
-    }
+    lc_status st = lc_cpu_check_packed(t, LC_F32, op, field);
+    if (st != LC_OK) return st;
+    if (t->ne[2] != 1 || t->ne[3] != 1)
+        return lc_error(LC_ERR_SHAPE, "cpu %s: %s '%s' has ne[2]=%lld, ne[3]=%lld (2-D tensor expected)", op,
+                        field, t->name, (long long)t->ne[2], (long long)t->ne[3]);
     return LC_OK;
 }
 

@@ -32,9 +32,7 @@
 /* Loops shorter than this run on one thread: a parallel region costs more than it saves. */
 #define EW_PAR_MIN 32768
 
-static int ew_threads(const lc_cpu_ctx *ctx) {
-    return (ctx && ctx->n_threads > 0) ? ctx->n_threads : 1;
-}
+static int ew_threads(const lc_cpu_ctx *ctx) { return lc_cpu_threads(ctx); }
 
 static int64_t ew_rows(const lc_tensor *t) { return t->ne[1] * t->ne[2] * t->ne[3]; }
 
@@ -46,23 +44,7 @@ static bool ew_same_ne(const lc_tensor *a, const lc_tensor *b) {
 
 /* A present, allocated, contiguous F32 tensor; else an error naming op and field. */
 static lc_status ew_check(const lc_tensor *t, const char *op, const char *field) {
-    if (!t) return lc_error(LC_ERR_INVALID_ARG, "cpu %s: %s is missing", op, field);
-    if (!t->buffer || !t->buffer->impl)
-        return lc_error(LC_ERR_STATE, "cpu %s: %s '%s' has no buffer", op, field, t->name);
-    if (t->dtype != LC_F32)
-        return lc_error(LC_ERR_DTYPE, "cpu %s: %s '%s' has dtype %s, expected f32", op, field,
-                        t->name, lc_dtype_name(t->dtype));
-    size_t want = sizeof(float);
-    for (int d = 0; d < LC_MAX_DIMS; d++) {
-        if (t->ne[d] < 1)
-            return lc_error(LC_ERR_SHAPE, "cpu %s: %s '%s' has ne[%d]=%lld", op, field, t->name, d,
-                            (long long)t->ne[d]);
-        if (t->ne[d] > 1 && t->nb[d] != want)
-            return lc_error(LC_ERR_SHAPE, "cpu %s: %s '%s' is not contiguous (nb[%d]=%zu, expected %zu)",
-                            op, field, t->name, d, t->nb[d], want);
-        want *= (size_t)t->ne[d];
-    }
-    return LC_OK;
+    return lc_cpu_check_packed(t, LC_F32, op, field);
 }
 
 /* `t` (checked) must have the ne of `like`. */
