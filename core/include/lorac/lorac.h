@@ -18,5 +18,6 @@
 #include "lorac/tokenizer.h"
 #include "lorac/model.h"
 #include "lorac/train.h"
+#include "lorac/data.h"
 
 #endif
