@@ -19,5 +19,7 @@
 #include "lorac/model.h"
 #include "lorac/train.h"
 #include "lorac/data.h"
+#include "lorac/safetensors.h"
+#include "lorac/adapter.h"
 
 #endif
