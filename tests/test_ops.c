@@ -12,7 +12,10 @@
  *    the longest reduction here apart from V and sum_sq); 1e-5 leaves room for blocked / BLAS
  *    summation orders, while an indexing, transpose, scaling or masking fault gives >= 1e-3.
  *    Quantized and half weights use the same tolerance: the reference multiplies by exactly the
- *    values lc_dequantize_row produces, so only the float accumulation differs.
+ *    values lc_dequantize_row produces, so only the float accumulation differs. Q4_1, Q5_0, Q5_1
+ *    and Q5_K weights are made by lc_quantize_row from random rows and their reference values come
+ *    from the independent ref_dequant (tests/common/ref_quant.c), which must equal
+ *    lc_dequantize_row bit for bit (checked on those weights and on random blocks).
  *  TOL_SUMSQ = 1e-4: sum_sq reduces up to 2e5 positive terms; a sequential float sum drifts by
  *    about 2^-24 * sqrt(n/3) ~ 1.5e-5 relative.
  *  CPY and F16/BF16 merge results are compared in units of the target format (exact RNE).
@@ -41,17 +44,62 @@ static float *rnd(lt_rng *r, int64_t n, float lo, float hi) {
 
 static const char *dtn(lc_dtype dt) { return lc_dtype_name(dt); }
 
-/* Random weight [K, N] of dtype dt: raw bytes (for upload) and the reference values as doubles,
- * dequantised row by row with lc_dequantize_row (F32: the floats themselves). */
+/* True for the dtypes whose test weights are made by lc_quantize_row and checked against
+ * ref_dequant (formats.md §2, written in tests/common/ref_quant.c) rather than lc_dequantize_row. */
+static bool quantize_path(lc_dtype dt) {
+    return dt == LC_Q4_1 || dt == LC_Q5_0 || dt == LC_Q5_1 || dt == LC_Q5_K;
+}
+
+/* Bit-exact comparison of ref_dequant (rounded to float) with lc_dequantize_row on n elements of
+ * dt at raw; returns the number of differing elements (-1 if a call fails). */
+static int64_t dequant_mismatches(lt_report *rep, lc_dtype dt, const void *raw, int64_t n, const char *what) {
+    double *mine = lt_dalloc(n);
+    float *lib = lt_falloc(n);
+    int64_t bad = -1;
+    if (ref_dequant(dt, raw, mine, n) != 0) {
+        lt_check(rep, false, "ref_dequant(%s, n=%lld) (%s)", dtn(dt), (long long)n, what);
+    } else if (lt_check_ok(rep, lc_dequantize_row(dt, raw, lib, n), "lc_dequantize_row(%s, n=%lld) (%s)", dtn(dt),
+                           (long long)n, what)) {
+        bad = 0;
+        int64_t first = -1;
+        for (int64_t i = 0; i < n; i++) {
+            float m = (float)mine[i];
+            if (memcmp(&m, &lib[i], sizeof m) != 0) {
+                if (first < 0) first = i;
+                bad++;
+            }
+        }
+        lt_check(rep, bad == 0,
+                 "%s: ref_dequant %s == lc_dequantize_row bit for bit (%lld of %lld differ; first at %lld: %.9g vs %.9g)",
+                 what, dtn(dt), (long long)bad, (long long)n, (long long)first, first >= 0 ? mine[first] : 0.0,
+                 first >= 0 ? (double)lib[first] : 0.0);
+    }
+    free(mine);
+    free(lib);
+    return bad;
+}
+
+/* Random weight [K, N] of dtype dt: raw bytes (for upload) and the reference values as doubles.
+ * F32: the floats themselves. Q4_1/Q5_0/Q5_1/Q5_K (quantize_path): random floats quantised row by
+ * row with lc_quantize_row, reference = ref_dequant (formats.md §2), also checked bit-exact
+ * against lc_dequantize_row. Other dtypes: ref_random_blocks, dequantised with lc_dequantize_row. */
 static void make_weight(lt_report *rep, lc_dtype dt, int64_t K, int64_t N, lt_rng *r, void **raw_out,
                         double **ref_out) {
     size_t rb = ref_row_bytes(dt, K);
-    uint8_t *raw = malloc(rb * (size_t)N);
+    uint8_t *raw = calloc(rb * (size_t)N, 1);
     double *ref = lt_dalloc(K * N);
     float *row = lt_falloc(K);
     if (dt == LC_F32) {
         lt_fill_uniform(r, (float *)raw, K * N, -0.6f, 1.0f);
         lt_f2d(ref, (float *)raw, K * N);
+    } else if (quantize_path(dt)) {
+        for (int64_t n = 0; n < N; n++) {
+            lt_fill_uniform(r, row, K, -0.6f, 1.0f);
+            lc_status st = lc_quantize_row(dt, row, raw + rb * (size_t)n, K);
+            lt_check_ok(rep, st, "lc_quantize_row(%s, n=%lld)", dtn(dt), (long long)K);
+        }
+        lt_check(rep, ref_dequant(dt, raw, ref, K * N) == 0, "ref_dequant(%s, n=%lld)", dtn(dt), (long long)(K * N));
+        dequant_mismatches(rep, dt, raw, K * N, "quantised weight");
     } else {
         ref_random_blocks(dt, raw, K * N, 1.0, r);
         for (int64_t n = 0; n < N; n++) {
@@ -138,8 +186,9 @@ static void run_get_rows(lc_device *dev, const lc_device_info *info, lt_report *
     }
     /* Half and quantized tables (frozen; forward only). */
     static const struct { lc_dtype dt; int64_t E; } qcases[] = {
-        {LC_F16, 257}, {LC_BF16, 257}, {LC_Q8_0, 224}, {LC_Q4_0, 1056}, {LC_Q4_K, 768}, {LC_Q6_K, 256}, {LC_Q6_K, 768}};
-    for (int ci = 0; ci < 7; ci++) {
+        {LC_F16, 257}, {LC_BF16, 257}, {LC_Q8_0, 224}, {LC_Q4_0, 1056}, {LC_Q4_K, 768}, {LC_Q6_K, 256}, {LC_Q6_K, 768},
+        {LC_Q4_1, 32}, {LC_Q4_1, 1056}, {LC_Q5_0, 224}, {LC_Q5_1, 1056}, {LC_Q5_K, 256}, {LC_Q5_K, 768}};
+    for (size_t ci = 0; ci < sizeof qcases / sizeof qcases[0]; ci++) {
         lc_dtype dt = qcases[ci].dt;
         int64_t E = qcases[ci].E, V = 13, N = 31;
         void *raw;
@@ -172,7 +221,9 @@ static void run_mul_mat(lc_device *dev, const lc_device_info *info, lt_report *r
         {LC_F32, 200, 257, 1},  {LC_F32, 511, 2, 3},    {LC_F16, 257, 7, 511},  {LC_F16, 1, 3, 5},
         {LC_BF16, 257, 7, 200}, {LC_BF16, 31, 1, 1},    {LC_Q8_0, 32, 1, 1},    {LC_Q8_0, 1056, 7, 200},
         {LC_Q4_0, 32, 1, 3},    {LC_Q4_0, 1056, 7, 13}, {LC_Q4_K, 256, 1, 1},   {LC_Q4_K, 768, 7, 257},
-        {LC_Q6_K, 256, 1, 1},   {LC_Q6_K, 768, 7, 31}};
+        {LC_Q6_K, 256, 1, 1},   {LC_Q6_K, 768, 7, 31},  {LC_Q4_1, 32, 1, 3},    {LC_Q4_1, 1056, 7, 13},
+        {LC_Q5_0, 32, 1, 1},    {LC_Q5_0, 1056, 7, 200}, {LC_Q5_1, 32, 3, 1},   {LC_Q5_1, 1056, 7, 31},
+        {LC_Q5_K, 256, 1, 1},   {LC_Q5_K, 768, 7, 257}};
     lt_env e;
     lt_env_init(&e, dev, rep);
     lt_rng r;
@@ -216,7 +267,9 @@ static void run_lora(lc_device *dev, const lc_device_info *info, lt_report *rep,
         {LC_F32, 5, 7, 3, 1, 0.0f},       {LC_F32, 5, 7, 3, 4, 0.5f},      {LC_F32, 1, 1, 1, 1, 0.0f},
         {LC_F32, 257, 200, 8, 31, 0.0f},  {LC_F32, 257, 200, 8, 31, 0.1f}, {LC_F32, 1025, 511, 16, 7, 0.25f},
         {LC_F32, 200, 13, 1, 257, 0.05f}, {LC_F32, 1025, 64, 8, 41, 0.25f}, {LC_F16, 31, 17, 5, 2, 0.3f},    {LC_BF16, 33, 7, 2, 3, 0.0f},
-        {LC_Q8_0, 64, 31, 2, 3, 0.0f},    {LC_Q4_K, 256, 13, 4, 5, 0.2f},  {LC_Q6_K, 512, 7, 3, 2, 0.0f}};
+        {LC_Q8_0, 64, 31, 2, 3, 0.0f},    {LC_Q4_K, 256, 13, 4, 5, 0.2f},  {LC_Q6_K, 512, 7, 3, 2, 0.0f},
+        {LC_Q4_1, 96, 17, 3, 4, 0.0f},    {LC_Q5_0, 64, 31, 2, 3, 0.2f},   {LC_Q5_1, 160, 7, 4, 5, 0.0f},
+        {LC_Q5_K, 256, 13, 4, 5, 0.2f},   {LC_Q5_K, 512, 7, 3, 2, 0.0f}};
     lt_env e;
     lt_env_init(&e, dev, rep);
     lt_rng r;
@@ -586,7 +639,9 @@ static void run_dequantize(lc_device *dev, const lc_device_info *info, lt_report
     static const struct { lc_dtype dt; int64_t ne0, ne1; } cases[] = {
         {LC_F32, 257, 3},  {LC_F16, 1025, 2}, {LC_BF16, 1, 1},  {LC_BF16, 511, 3}, {LC_Q8_0, 32, 1},
         {LC_Q8_0, 224, 5}, {LC_Q4_0, 1056, 2}, {LC_Q4_K, 256, 1}, {LC_Q4_K, 768, 3}, {LC_Q6_K, 256, 7},
-        {LC_Q4_K, 768, 50}, {LC_Q6_K, 256, 140}, {LC_F16, 1025, 33}, {LC_Q8_0, 1024, 37}};
+        {LC_Q4_K, 768, 50}, {LC_Q6_K, 256, 140}, {LC_F16, 1025, 33}, {LC_Q8_0, 1024, 37},
+        {LC_Q4_1, 32, 1},  {LC_Q4_1, 1056, 37}, {LC_Q5_0, 32, 1}, {LC_Q5_0, 224, 150}, {LC_Q5_1, 32, 1},
+        {LC_Q5_1, 1056, 37}, {LC_Q5_K, 256, 1}, {LC_Q5_K, 768, 50}};
     lt_env e;
     lt_env_init(&e, dev, rep);
     lt_rng r;
@@ -610,6 +665,8 @@ static void run_dequantize(lc_device *dev, const lc_device_info *info, lt_report
         lt_check_err(rep, lt_max_rel(libf, mine, n), 1e-6, "lc_dequantize_row %s [%lld,%lld] vs formats.md plain loop",
                      dtn(dt), (long long)ne0, (long long)ne1);
         free(libf);
+        /* The newer block types must match bit for bit (ref_quant.h: every value is exact in double). */
+        if (quantize_path(dt)) dequant_mismatches(rep, dt, raw, n, "random blocks");
         lt_case c;
         lt_case_begin(&c, &e, "dequantize %s [%lld,%lld]", dtn(dt), (long long)ne0, (long long)ne1);
         lc_tensor *t = lt_new_raw(&e, dt, ne0, ne1, raw, LC_TENSOR_FROZEN, "src");

@@ -68,8 +68,8 @@ uint16_t ref_float_to_bf16(float f) {
 
 int64_t ref_block_size(lc_dtype dt) {
     switch (dt) {
-    case LC_Q8_0: case LC_Q4_0: return 32;
-    case LC_Q4_K: case LC_Q6_K: return 256;
+    case LC_Q8_0: case LC_Q4_0: case LC_Q4_1: case LC_Q5_0: case LC_Q5_1: return 32;
+    case LC_Q4_K: case LC_Q5_K: case LC_Q6_K: return 256;
     default: return 1;
     }
 }
@@ -80,7 +80,11 @@ static size_t block_bytes(lc_dtype dt) {
     case LC_F16: case LC_BF16: return 2;
     case LC_Q8_0: return 34;
     case LC_Q4_0: return 18;
+    case LC_Q4_1: return 20; /* d; m; qs[16] */
+    case LC_Q5_0: return 22; /* d; qh[4]; qs[16] */
+    case LC_Q5_1: return 24; /* d; m; qh[4]; qs[16] */
     case LC_Q4_K: return 144;
+    case LC_Q5_K: return 176; /* d; dmin; scales[12]; qh[32]; qs[128] */
     case LC_Q6_K: return 210;
     default: return 0;
     }
@@ -89,6 +93,9 @@ static size_t block_bytes(lc_dtype dt) {
 size_t ref_row_bytes(lc_dtype dt, int64_t n) { return block_bytes(dt) * (size_t)(n / ref_block_size(dt)); }
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
 
 static void scale_min_k4(int j, const uint8_t *s, int *sc, int *mn) {
     if (j < 4) {
@@ -127,6 +134,50 @@ int ref_dequant(lc_dtype dt, const void *src, double *dst, int64_t n) {
             for (int j = 0; j < 16; j++) {
                 y[j] = ((qs[j] & 15) - 8) * d;
                 y[j + 16] = ((qs[j] >> 4) - 8) * d;
+            }
+            break;
+        }
+        case LC_Q4_1: { /* y = nibble * d + m; element j low nibble of qs[j], j+16 high nibble */
+            double d = ref_fp16_to_double(rd16(blk)), m = ref_fp16_to_double(rd16(blk + 2));
+            const uint8_t *qs = blk + 4;
+            for (int j = 0; j < 16; j++) {
+                y[j] = (qs[j] & 15) * d + m;
+                y[j + 16] = (qs[j] >> 4) * d + m;
+            }
+            break;
+        }
+        case LC_Q5_0: case LC_Q5_1: { /* fifth bit of element j: bit j of the u32 qh */
+            int has_m = dt == LC_Q5_1;
+            double d = ref_fp16_to_double(rd16(blk)), m = has_m ? ref_fp16_to_double(rd16(blk + 2)) : 0.0;
+            uint32_t h = rd32(blk + (has_m ? 4 : 2));
+            const uint8_t *qs = blk + (has_m ? 8 : 6);
+            for (int j = 0; j < 16; j++) {
+                int q0 = (qs[j] & 15) | (int)(((h >> j) & 1u) << 4);
+                int q1 = (qs[j] >> 4) | (int)(((h >> (j + 16)) & 1u) << 4);
+                if (has_m) {
+                    y[j] = q0 * d + m;
+                    y[j + 16] = q1 * d + m;
+                } else {
+                    y[j] = (q0 - 16) * d;
+                    y[j + 16] = (q1 - 16) * d;
+                }
+            }
+            break;
+        }
+        case LC_Q5_K: { /* as Q4_K; chunk c: low half +16 if bit 2c of qh[l], high half bit 2c+1 */
+            double d = ref_fp16_to_double(rd16(blk)), dmin = ref_fp16_to_double(rd16(blk + 2));
+            const uint8_t *sc = blk + 4, *qh = blk + 16, *qs = blk + 48;
+            for (int c = 0; c < 4; c++) {
+                int s0, m0, s1, m1;
+                scale_min_k4(2 * c, sc, &s0, &m0);
+                scale_min_k4(2 * c + 1, sc, &s1, &m1);
+                for (int l = 0; l < 32; l++) {
+                    uint8_t q = qs[32 * c + l];
+                    int lo = (q & 15) + (((qh[l] >> (2 * c)) & 1) ? 16 : 0);
+                    int hi = (q >> 4) + (((qh[l] >> (2 * c + 1)) & 1) ? 16 : 0);
+                    y[64 * c + l] = d * s0 * lo - dmin * m0;
+                    y[64 * c + 32 + l] = d * s1 * hi - dmin * m1;
+                }
             }
             break;
         }
@@ -198,7 +249,14 @@ void ref_random_blocks(lc_dtype dt, void *dst, int64_t n, double scale, lt_rng *
         case LC_Q8_0: case LC_Q4_0:
             wr16(blk, rand_half(r, scale / (dt == LC_Q8_0 ? 127.0 : 8.0), 1));
             break;
-        case LC_Q4_K: {
+        case LC_Q5_0:
+            wr16(blk, rand_half(r, scale / 16.0, 1));
+            break;
+        case LC_Q4_1: case LC_Q5_1: /* y in [m, m + 15d] (31d): m about -scale, d about 2*scale/15 (31) */
+            wr16(blk, rand_half(r, 2.0 * scale / (dt == LC_Q4_1 ? 15.0 : 31.0), 0));
+            wr16(blk + 2, ref_float_to_fp16((float)-(scale * (0.5 + lt_rng_uniform(r)))));
+            break;
+        case LC_Q4_K: case LC_Q5_K: {
             /* 6-bit scales 1..63 all different, mins 0..63 all different; d, dmin positive. */
             int sc[8], mn[8];
             for (int j = 0; j < 8; j++) {
@@ -216,7 +274,7 @@ void ref_random_blocks(lc_dtype dt, void *dst, int64_t n, double scale, lt_rng *
                 s[j + 4] = (uint8_t)((mn[j] & 63) | ((mn[j + 4] >> 4) << 6));
                 s[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((mn[j + 4] & 15) << 4));
             }
-            wr16(blk, rand_half(r, scale / (15.0 * 40.0), 0));
+            wr16(blk, rand_half(r, scale / ((dt == LC_Q5_K ? 31.0 : 15.0) * 40.0), 0));
             wr16(blk + 2, rand_half(r, scale / (2.0 * 40.0), 0));
             break;
         }
