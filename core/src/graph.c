@@ -649,6 +649,30 @@ lc_tensor *lc_cpy(lc_graph *g, lc_tensor *t, lc_dtype dtype) {
     return n ? n->dst[0] : NULL;
 }
 
+lc_tensor *lc_cpy_into(lc_graph *g, lc_tensor *src, lc_tensor *dst) {
+    lc_tensor *in[2] = {src, dst};
+    static const char *const nm[2] = {"src", "dst"};
+    if (!begin(g, "cpy_into", 2, in, nm)) return NULL;
+    if (!is_half_or_f32(src->dtype) || !is_half_or_f32(dst->dtype)) {
+        lc_graph_fail_(g, LC_ERR_DTYPE, "lc_cpy_into: %s '%s' -> %s '%s'; only f32, f16 and bf16 convert",
+                       lc_dtype_name(src->dtype), src->name, lc_dtype_name(dst->dtype), dst->name);
+        return NULL;
+    }
+    if (!same_shape(g, "cpy_into", src, dst)) return NULL;
+    if (dst == src || dst->producer) {
+        lc_graph_fail_(g, LC_ERR_INVALID_ARG, "lc_cpy_into: dst '%s' must be a leaf (view, standalone tensor or input) "
+                       "other than src", dst->name);
+        return NULL;
+    }
+    if (!note_param(g, src)) return NULL;
+    lc_node *n = lc_graph_new_node_(g, LC_OP_CPY);
+    if (!n) return NULL;
+    n->src[0] = src;
+    n->dst[0] = dst;
+    mark_inplace(g, dst);
+    return dst;
+}
+
 lc_tensor *lc_sum_sq(lc_graph *g, lc_tensor *x) {
     lc_tensor *in[1] = {x};
     static const char *const nm[1] = {"x"};

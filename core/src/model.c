@@ -10,6 +10,7 @@
 #include "lorac/lora.h"
 #include "lorac/model.h"
 #include "lorac/rng.h"
+#include "model_internal.h"
 
 /* ---- names -------------------------------------------------------------------------------- */
 
@@ -175,6 +176,7 @@ lc_status lc_model_config_check(const lc_model_config *c) {
                         (double)c->rope_base_local);
     if (!isfinite(c->attn_scale) || c->attn_scale < 0.0f)
         return CFG_FAIL("attn_scale = %g must be finite and >= 0 (0 = 1/sqrt(head_dim))", (double)c->attn_scale);
+    if (c->n_ctx_train < 0) return CFG_FAIL("n_ctx_train = %d must be >= 0 (0 = unknown)", c->n_ctx_train);
     if ((int)c->act < 0 || c->act >= LC_ACT_COUNT)
         return CFG_FAIL("act = %d must be LC_ACT_SILU (swiglu) or LC_ACT_GELU_TANH (geglu)", (int)c->act);
     const lc_dtype_info *wi = lc_dtype_get(c->wtype);
@@ -218,12 +220,68 @@ void lc_model_free(lc_model *m) {
     free(m);
 }
 
-static lc_status new_weight(lc_device *dev, lc_dtype dt, int64_t ne0, int64_t ne1, const char *name,
-                            lc_tensor **out) {
-    const int64_t ne[2] = {ne0, ne1};
-    lc_status st = lc_tensor_new(dev, dt, ne1 > 1 ? 2 : 1, ne, name, LC_TENSOR_FROZEN, out);
-    if (st != LC_OK) return lc_error(st, "lc_model_new: tensor '%s': %s", name, lc_last_error());
-    return LC_OK;
+lc_model *lc_model_shell_(lc_device *dev, const lc_model_config *cfg) {
+    lc_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        lc_error(LC_ERR_NOMEM, "lc_model: out of host memory");
+        return NULL;
+    }
+    m->cfg = *cfg;
+    m->dev = dev;
+    m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        free(m);
+        lc_error(LC_ERR_NOMEM, "lc_model: out of host memory for %d layers", cfg->n_layer);
+        return NULL;
+    }
+    return m;
+}
+
+int lc_model_slots_(lc_model *m, lc_model_slot_ *out, int max) {
+    if (!m) return 0;
+    const lc_model_config *cfg = &m->cfg;
+    const int64_t E = cfg->n_embd, V = cfg->n_vocab, F = cfg->n_ff, hd = cfg->head_dim;
+    const int64_t nq = hd * cfg->n_head, nkv = hd * cfg->n_head_kv;
+    int n = 0;
+#define SLOT(fld, mat, a, b, ...)                                                                                      \
+    do {                                                                                                               \
+        if (out && n < max) {                                                                                          \
+            snprintf(out[n].name, sizeof out[n].name, __VA_ARGS__);                                                    \
+            out[n].ne0 = (a);                                                                                          \
+            out[n].ne1 = (b);                                                                                          \
+            out[n].matrix = (mat);                                                                                     \
+            out[n].field = &(fld);                                                                                     \
+        }                                                                                                              \
+        n++;                                                                                                           \
+    } while (0)
+    SLOT(m->token_embd, true, E, V, "token_embd.weight");
+    for (int il = 0; il < cfg->n_layer; il++) {
+        lc_layer_weights *L = &m->layers[il];
+        SLOT(L->attn_norm, false, E, 1, "blk.%d.attn_norm.weight", il);
+        SLOT(L->attn_q, true, E, nq, "blk.%d.attn_q.weight", il);
+        SLOT(L->attn_k, true, E, nkv, "blk.%d.attn_k.weight", il);
+        SLOT(L->attn_v, true, E, nkv, "blk.%d.attn_v.weight", il);
+        if (cfg->qkv_bias) {
+            SLOT(L->attn_q_bias, false, nq, 1, "blk.%d.attn_q.bias", il);
+            SLOT(L->attn_k_bias, false, nkv, 1, "blk.%d.attn_k.bias", il);
+            SLOT(L->attn_v_bias, false, nkv, 1, "blk.%d.attn_v.bias", il);
+        }
+        if (cfg->qk_norm) {
+            SLOT(L->attn_q_norm, false, hd, 1, "blk.%d.attn_q_norm.weight", il);
+            SLOT(L->attn_k_norm, false, hd, 1, "blk.%d.attn_k_norm.weight", il);
+        }
+        SLOT(L->attn_output, true, nq, E, "blk.%d.attn_output.weight", il);
+        if (cfg->post_norms) SLOT(L->post_attention_norm, false, E, 1, "blk.%d.post_attention_norm.weight", il);
+        SLOT(L->ffn_norm, false, E, 1, "blk.%d.ffn_norm.weight", il);
+        SLOT(L->ffn_gate, true, E, F, "blk.%d.ffn_gate.weight", il);
+        SLOT(L->ffn_up, true, E, F, "blk.%d.ffn_up.weight", il);
+        SLOT(L->ffn_down, true, F, E, "blk.%d.ffn_down.weight", il);
+        if (cfg->post_norms) SLOT(L->post_ffw_norm, false, E, 1, "blk.%d.post_ffw_norm.weight", il);
+    }
+    SLOT(m->output_norm, false, E, 1, "output_norm.weight");
+    if (!cfg->tied_output) SLOT(m->output, true, E, V, "output.weight");
+#undef SLOT
+    return n;
 }
 
 lc_status lc_model_new(lc_device *dev, const lc_model_config *cfg, lc_model **out) {
@@ -232,56 +290,29 @@ lc_status lc_model_new(lc_device *dev, const lc_model_config *cfg, lc_model **ou
     if (!dev) return lc_error(LC_ERR_INVALID_ARG, "lc_model_new: device is NULL");
     lc_status st = lc_model_config_check(cfg);
     if (st != LC_OK) return st;
-    lc_model *m = calloc(1, sizeof *m);
-    if (!m) return lc_error(LC_ERR_NOMEM, "lc_model_new: out of host memory");
-    m->cfg = *cfg;
-    m->dev = dev;
-    m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
-    if (!m->layers) {
-        free(m);
-        return lc_error(LC_ERR_NOMEM, "lc_model_new: out of host memory for %d layers", cfg->n_layer);
+    lc_model *m = lc_model_shell_(dev, cfg);
+    if (!m) return LC_ERR_NOMEM;
+    const int n = lc_model_slots_(m, NULL, 0);
+    lc_model_slot_ *slots = malloc((size_t)n * sizeof *slots);
+    if (!slots) {
+        lc_model_free(m);
+        return lc_error(LC_ERR_NOMEM, "lc_model_new: out of host memory");
     }
-    const lc_dtype wt = cfg->wtype;
-    const int64_t E = cfg->n_embd, V = cfg->n_vocab, F = cfg->n_ff, hd = cfg->head_dim;
-    const int64_t nq = hd * cfg->n_head, nkv = hd * cfg->n_head_kv;
-    char name[LC_NAME_MAX];
-#define W(field, dt, a, b, ...)                                                                                        \
-    do {                                                                                                               \
-        snprintf(name, sizeof name, __VA_ARGS__);                                                                      \
-        if ((st = new_weight(dev, dt, a, b, name, &(field))) != LC_OK) goto fail;                                     \
-    } while (0)
-    W(m->token_embd, wt, E, V, "token_embd.weight");
-    for (int il = 0; il < cfg->n_layer; il++) {
-        lc_layer_weights *L = &m->layers[il];
-        W(L->attn_norm, LC_F32, E, 1, "blk.%d.attn_norm.weight", il);
-        W(L->attn_q, wt, E, nq, "blk.%d.attn_q.weight", il);
-        W(L->attn_k, wt, E, nkv, "blk.%d.attn_k.weight", il);
-        W(L->attn_v, wt, E, nkv, "blk.%d.attn_v.weight", il);
-        if (cfg->qkv_bias) {
-            W(L->attn_q_bias, LC_F32, nq, 1, "blk.%d.attn_q.bias", il);
-            W(L->attn_k_bias, LC_F32, nkv, 1, "blk.%d.attn_k.bias", il);
-            W(L->attn_v_bias, LC_F32, nkv, 1, "blk.%d.attn_v.bias", il);
-        }
-        if (cfg->qk_norm) {
-            W(L->attn_q_norm, LC_F32, hd, 1, "blk.%d.attn_q_norm.weight", il);
-            W(L->attn_k_norm, LC_F32, hd, 1, "blk.%d.attn_k_norm.weight", il);
-        }
-        W(L->attn_output, wt, nq, E, "blk.%d.attn_output.weight", il);
-        if (cfg->post_norms) W(L->post_attention_norm, LC_F32, E, 1, "blk.%d.post_attention_norm.weight", il);
-        W(L->ffn_norm, LC_F32, E, 1, "blk.%d.ffn_norm.weight", il);
-        W(L->ffn_gate, wt, E, F, "blk.%d.ffn_gate.weight", il);
-        W(L->ffn_up, wt, E, F, "blk.%d.ffn_up.weight", il);
-        W(L->ffn_down, wt, F, E, "blk.%d.ffn_down.weight", il);
-        if (cfg->post_norms) W(L->post_ffw_norm, LC_F32, E, 1, "blk.%d.post_ffw_norm.weight", il);
+    lc_model_slots_(m, slots, n);
+    for (int i = 0; i < n && st == LC_OK; i++) {
+        const lc_model_slot_ *sl = &slots[i];
+        const int64_t ne[2] = {sl->ne0, sl->ne1};
+        st = lc_tensor_new(dev, sl->matrix ? cfg->wtype : LC_F32, sl->ne1 > 1 ? 2 : 1, ne, sl->name, LC_TENSOR_FROZEN,
+                           sl->field);
+        if (st != LC_OK) st = lc_error(st, "lc_model_new: tensor '%s': %s", sl->name, lc_last_error());
     }
-    W(m->output_norm, LC_F32, E, 1, "output_norm.weight");
-    if (!cfg->tied_output) W(m->output, wt, E, V, "output.weight");
-#undef W
+    free(slots);
+    if (st != LC_OK) {
+        lc_model_free(m);
+        return st;
+    }
     *out = m;
     return LC_OK;
-fail:
-    lc_model_free(m);
-    return st;
 }
 
 int lc_model_tensors(const lc_model *m, lc_tensor **out, int max) {
@@ -501,6 +532,11 @@ static lc_tensor *project(lc_graph *g, const lc_model *model, const lc_lora_set 
 
 lc_tensor *lc_model_forward(lc_graph *g, const lc_model *model, const lc_lora_set *lora, lc_tensor *ids,
                             lc_tensor *pos, int n_seq, int seq_len, float dropout) {
+    return lc_model_build_(g, model, lora, ids, pos, n_seq, seq_len, dropout, NULL);
+}
+
+lc_tensor *lc_model_build_(lc_graph *g, const lc_model *model, const lc_lora_set *lora, lc_tensor *ids,
+                           lc_tensor *pos, int n_seq, int seq_len, float dropout, const lc_model_build_opts_ *opts) {
     if (!g) {
         lc_error(LC_ERR_INVALID_ARG, "lc_model_forward: graph is NULL");
         return NULL;
@@ -518,6 +554,14 @@ lc_tensor *lc_model_forward(lc_graph *g, const lc_model *model, const lc_lora_se
     }
     if (!(dropout >= 0.0f && dropout < 1.0f)) {
         lc_graph_fail_(g, LC_ERR_INVALID_ARG, "lc_model_forward: dropout = %g must be in [0, 1)", (double)dropout);
+        return NULL;
+    }
+    const lc_model_kv_hook_ *kv = opts ? opts->kv : NULL;
+    const lc_model_out_ out_mode = opts ? opts->out : LC_MODEL_OUT_ALL;
+    if ((kv && (n_seq != 1 || !kv->fn)) || (out_mode == LC_MODEL_OUT_ROWS && !opts->rows) ||
+        (out_mode == LC_MODEL_OUT_NONE && !kv)) {
+        lc_graph_fail_(g, LC_ERR_INVALID_ARG, "lc_model_forward: a KV cache needs n_seq = 1 (got %d); selected "
+                       "logits need their rows; no logits only makes sense with a KV cache", n_seq);
         return NULL;
     }
     const int64_t T = (int64_t)n_seq * seq_len;
@@ -559,6 +603,14 @@ lc_tensor *lc_model_forward(lc_graph *g, const lc_model *model, const lc_lora_se
         }
         q = lc_rope(g, q, pos, c->n_head, n_rot, c->rope_mode, base, fscale);
         k = lc_rope(g, k, pos, c->n_head_kv, n_rot, c->rope_mode, base, fscale);
+        if (kv) {
+            if (lc_graph_status(g) != LC_OK) return NULL;
+            lc_tensor *k_all = NULL, *v_all = NULL;
+            if (!kv->fn(kv->user, g, il, k, v, &k_all, &v_all)) return NULL;
+            if (out_mode == LC_MODEL_OUT_NONE && il == c->n_layer - 1) return v_all; /* the cache is filled */
+            k = k_all;
+            v = v_all;
+        }
         lc_attention_params ap = {.n_head = c->n_head, .n_kv = c->n_head_kv, .n_seq = n_seq, .causal = true,
                                   .window = local ? c->sliding_window : 0, .scale = attn_scale};
         lc_tensor *a = lc_attention(g, q, k, v, &ap);
@@ -574,6 +626,9 @@ lc_tensor *lc_model_forward(lc_graph *g, const lc_model *model, const lc_lora_se
         if (c->post_norms) f = lc_rms_norm(g, f, L->post_ffw_norm, 0, eps);
         x = lc_add(g, x, f);
     }
+    /* get_rows on the hidden state [E, T] (an F32 "table" of T columns) keeps only the columns
+     * whose logits are wanted, so the [n_vocab, E] output projection runs for them alone. */
+    if (out_mode == LC_MODEL_OUT_ROWS) x = lc_get_rows(g, x, opts->rows);
     x = lc_rms_norm(g, x, model->output_norm, 0, eps);
-    return lc_mul_mat(g, x, model->output ? model->output : model->token_embd); /* [V, T] */
+    return lc_mul_mat(g, x, model->output ? model->output : model->token_embd); /* [V, T] or [V, R] */
 }

@@ -4,6 +4,7 @@
  * nb[0] = bytes of one element (one block for quantized dtypes), nb[1] = row_size(ne[0]) =
  * ne[0] / block_size * type_size, nb[2] = nb[1] * ne[1], nb[3] = nb[2] * ne[2].
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +113,39 @@ lc_status lc_tensor_new(lc_device *dev, lc_dtype dtype, int ndims, const int64_t
         free(t);
         return st;
     }
+    *out = t;
+    return LC_OK;
+}
+
+lc_status lc_tensor_view(lc_tensor *base, size_t offset, int ndims, const int64_t *ne, lc_tensor **out) {
+    if (!out) return lc_error(LC_ERR_INVALID_ARG, "lc_tensor_view: out is NULL");
+    *out = NULL;
+    if (!base || !ne) return lc_error(LC_ERR_INVALID_ARG, "lc_tensor_view: base or ne is NULL");
+    if (!base->buffer)
+        return lc_error(LC_ERR_INVALID_ARG, "lc_tensor_view(%s): base has no memory yet (graph not planned?)",
+                        base->name);
+    lc_tensor *t = calloc(1, sizeof *t);
+    if (!t) return lc_error(LC_ERR_NOMEM, "lc_tensor_view(%s): out of host memory", base->name);
+    lc_status st = lc_tensor_layout(t, base->dtype, ndims, ne);
+    if (st != LC_OK) {
+        free(t);
+        return lc_error(st, "lc_tensor_view(%s): %s", base->name, lc_last_error());
+    }
+    const size_t total = lc_nbytes(base), need = lc_nbytes(t);
+    if (offset % t->nb[0] != 0 || offset > total || need > total - offset) {
+        free(t);
+        return lc_error(LC_ERR_INVALID_ARG,
+                        "lc_tensor_view(%s): bytes [%zu, %zu) are not inside the base's %zu bytes or the offset is "
+                        "not a multiple of its %zu-byte element (block)",
+                        base->name, offset, offset + need, total, base->nb[0]);
+    }
+    char name[LC_NAME_MAX];
+    snprintf(name, sizeof name, "%.*s.view", LC_NAME_MAX - 6, base->name);
+    set_name(t, name);
+    t->buffer = base->buffer;
+    t->offset = base->offset + offset;
+    t->flags = 0;
+    t->id = -1;
     *out = t;
     return LC_OK;
 }

@@ -26,6 +26,39 @@ void cli_devices_help(void);
 int cli_train(int argc, char **argv);
 void cli_train_help(void);
 
+int cli_generate(int argc, char **argv);
+void cli_generate_help(void);
+int cli_eval(int argc, char **argv);
+void cli_eval_help(void);
+int cli_merge(int argc, char **argv);
+void cli_merge_help(void);
+int cli_export(int argc, char **argv);
+void cli_export_help(void);
+
+/* What `generate` and `eval` open (cli_model.c). */
+typedef struct lc_device lc_device;
+typedef struct lc_model lc_model;
+typedef struct lc_tokenizer lc_tokenizer;
+typedef struct lc_lora_set lc_lora_set;
+typedef struct cli_model {
+    lc_device *dev;
+    lc_model *model;
+    lc_tokenizer *tok;
+    lc_lora_set *lora;   /* NULL without --adapter */
+} cli_model;
+
+/* Set LORAC_THREADS when threads > 0, open `device` (NULL: $LORAC_DEVICE, else auto), load the GGUF
+ * model and its tokenizer, and the adapter when `adapter` is not NULL; print one line about each
+ * on stderr. On failure prints the error ("lorac <cmd>: ...") and returns CLI_EXIT_FAIL with
+ * nothing left open; CLI_EXIT_OK on success. */
+int cli_model_open(const char *cmd, const char *device, int threads, const char *model_path, const char *adapter,
+                   cli_model *out);
+/* Free what cli_model_open opened. */
+void cli_model_close(cli_model *cm);
+
+/* Seconds since an arbitrary fixed point (CLOCK_MONOTONIC). */
+double cli_now(void);
+
 /* "lorac <cmd>: <message>\n" on stderr, then a hint to run `lorac <cmd> --help`. Returns
  * CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)

@@ -190,6 +190,15 @@ lc_tensor *lc_cross_entropy(lc_graph *g, lc_tensor *logits, lc_tensor *labels, i
 lc_tensor *lc_dequantize(lc_graph *g, lc_tensor *t);
 lc_tensor *lc_cpy(lc_graph *g, lc_tensor *t, lc_dtype dtype);
 lc_tensor *lc_sum_sq(lc_graph *g, lc_tensor *x);
+/* CPY node that writes `src` (F32/F16/BF16, any graph tensor or leaf) into the EXISTING tensor
+ * `dst` (F32/F16/BF16, same ne, converted as lc_cpy) instead of a new output: dst is typically a
+ * view (lc_tensor_view) of a persistent buffer such as the columns of a KV cache. dst must be a
+ * leaf (no producer; a standalone tensor, a view, or a graph input) other than src; a graph-owned
+ * dst is treated as persistent by the planner (its memory is never reused). Nodes run in build
+ * order, so a node built after this one that reads the same memory (another view of the same
+ * buffer) sees the copy. Not differentiable. Returns dst, or NULL after recording LC_ERR_SHAPE
+ * (ne differ), LC_ERR_DTYPE, LC_ERR_INVALID_ARG (dst has a producer or is src), LC_ERR_STATE. */
+lc_tensor *lc_cpy_into(lc_graph *g, lc_tensor *src, lc_tensor *dst);
 /* In-place update nodes; return `param` / `w`. m and v are F32 tensors shaped like param. */
 lc_tensor *lc_adamw(lc_graph *g, lc_tensor *param, lc_tensor *grad, lc_tensor *m, lc_tensor *v,
                     const lc_adamw_params *p);

@@ -21,5 +21,6 @@
 #include "lorac/data.h"
 #include "lorac/safetensors.h"
 #include "lorac/adapter.h"
+#include "lorac/infer.h"
 
 #endif

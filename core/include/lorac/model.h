@@ -33,9 +33,11 @@
 #include <stdint.h>
 
 #include "lorac/device.h"
+#include "lorac/gguf.h"
 #include "lorac/graph.h"
 #include "lorac/status.h"
 #include "lorac/tensor.h"
+#include "lorac/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -114,8 +116,13 @@ typedef struct lc_model_config {
     bool qkv_bias;        /* biases on q, k, v (Qwen2) */
     bool tied_output;     /* logits use token_embd; no output.weight */
     lc_dtype wtype;       /* dtype of the projection matrices and token_embd made by
-                           * lc_model_new_random (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K);
-                           * norms and biases are always F32 */
+                           * lc_model_new / lc_model_new_random (F32, F16, BF16, Q8_0, Q4_0, Q4_K,
+                           * Q6_K, ...); norms and biases are always F32. A model loaded from a file
+                           * keeps every tensor's own dtype (tensors need not share one): there
+                           * wtype is only informative (see lc_model_config_from_gguf) -- read
+                           * t->dtype of each tensor */
+    int n_ctx_train;      /* context length the model was trained for (GGUF <arch>.context_length);
+                           * 0 = unknown. Informative: generation and evaluation may use less */
 } lc_model_config;
 
 /* Preset for an architecture: the switches above set as the architecture requires, sizes
@@ -125,7 +132,7 @@ typedef struct lc_model_config {
  * 4 heads / 2 kv heads of 16, n_ff 128, NEOX rope, swiglu, tied output. */
 lc_model_config lc_model_config_default(lc_arch arch);
 
-/* Check every field. Errors: LC_ERR_INVALID_ARG with a message naming the field, its value and
+/* Check every field (n_ctx_train must be >= 0). Errors: LC_ERR_INVALID_ARG with a message naming the field, its value and
  * the rule ("lc_model_config: n_head_kv = 3 must divide n_head = 4"); LC_ERR_DTYPE when wtype is
  * not a weight dtype or a quantized wtype's block size does not divide n_embd, n_ff or
  * head_dim*n_head (the ne[0] of the matrices). */
@@ -165,6 +172,78 @@ lc_status lc_model_new(lc_device *dev, const lc_model_config *cfg, lc_model **ou
  * U(-0.1, 0.1), norm weights 1. Quantized wtypes are quantised from these F32 values.
  * Errors: as lc_model_new, transfer errors. */
 lc_status lc_model_new_random(lc_device *dev, const lc_model_config *cfg, uint64_t seed, lc_model **out);
+
+/* ---- loading from GGUF (core/src/model_gguf.c) ------------------------------------------------
+ * Supported general.architecture values: "llama" (also Mistral), "qwen2", "gemma3". Keys read
+ * (prefix "<arch>.", reference/formats.md §3 and llama.cpp src/llama-model.cpp load_hparams;
+ * integers may be stored as any integer type, floats as f32 or f64):
+ *   required  embedding_length, block_count, feed_forward_length, attention.head_count
+ *   optional  context_length (n_ctx_train; default 0 = unknown)
+ *             attention.head_count_kv (default head_count)
+ *             attention.key_length (head_dim; default embedding_length / head_count);
+ *             attention.value_length must equal it when present
+ *             rope.dimension_count (n_rot; default head_dim)
+ *             attention.layer_norm_rms_epsilon (default: the preset, 1e-5 llama, 1e-6 qwen2/gemma3)
+ *             rope.freq_base (default: the preset, 10000 llama, 1e6 qwen2 and gemma3)
+ *             rope.scaling.type "none" or "linear" with rope.scaling.factor f > 0:
+ *               rope_scale = 1/f (gemma3: global layers only); any other type is LC_ERR_UNSUPPORTED
+ *             vocab_size (default: ne[1] of token_embd.weight)
+ *             gemma3 only: attention.sliding_window (default 512; 0 = none), local layers are
+ *               il % 6 < 5 with rope base 10000 and scale 1; attention scale 1/sqrt(head_dim), or
+ *               1/sqrt(n_embd/n_head) for the 62-layer (27B) model
+ *             final_logit_softcapping / attn_logit_softcapping: absent or 0, else
+ *               LC_ERR_UNSUPPORTED ("not supported yet") rather than silently wrong logits
+ *   llama and qwen2 ignore attention.sliding_window, as llama.cpp does for these architectures.
+ * Tensors (GGUF names, reference/formats.md §5): token_embd.weight {E, V}, output_norm.weight {E},
+ * output.weight {E, V} optional (absent: tied output, logits use token_embd), per layer
+ * attn_norm {E}, attn_q {E, hd*n_head}, attn_k and attn_v {E, hd*n_kv}, attn_output
+ * {hd*n_head, E}, ffn_norm {E}, ffn_gate and ffn_up {E, n_ff}, ffn_down {n_ff, E}; qwen2 adds
+ * attn_q.bias / attn_k.bias / attn_v.bias; gemma3 adds attn_q_norm and attn_k_norm {hd},
+ * post_attention_norm and post_ffw_norm {E} (GGUF gemma3 norm weights already include the +1).
+ * Matrices keep their GGUF dtype (quantized stays quantized) and are uploaded once; 1-D tensors
+ * (norms, biases) are converted to F32 on the host if stored otherwise.
+ */
+
+/* Configuration of the model in an open GGUF file (keys above). On success tied_output says
+ * whether output.weight is absent and cfg->wtype is the dtype of token_embd.weight when
+ * lc_model_config_check accepts that as wtype, else LC_F32 (informative either way).
+ * Errors (messages name the file and the key): LC_ERR_INVALID_ARG (NULL argument),
+ * LC_ERR_FORMAT (general.architecture or a required key missing, a key of the wrong type, a
+ * value out of range, token_embd.weight missing when vocab_size is absent),
+ * LC_ERR_UNSUPPORTED (an architecture other than llama, qwen2, gemma3 -- the message lists
+ * them; rope scaling other than linear; logit softcapping; value_length != key_length), and the
+ * errors of lc_model_config_check. */
+lc_status lc_model_config_from_gguf(const lc_gguf *f, lc_model_config *cfg);
+
+/* Load the model of an open GGUF file onto `dev`: lc_model_config_from_gguf, then every tensor of
+ * the layout above checked and uploaded once with its own dtype. Before any upload the whole file
+ * is checked: every expected tensor present (the first missing one is named, with the count of
+ * the others), each tensor's ne equal to the configuration's (the message names the tensor, the
+ * expected and the found ne), no tensor the layout does not use, every matrix of a dtype lorac
+ * supports (LC_ERR_DTYPE naming the tensor and its ggml type) that the device can multiply
+ * (LC_ERR_UNSUPPORTED naming tensor, dtype and device). When `tok` is not NULL the tokenizer is
+ * built too (lc_model_tokenizer_from_gguf) and its vocabulary must not exceed n_vocab.
+ * On success *model (free with lc_model_free) and *tok (lc_tokenizer_free) are set; on failure
+ * both are NULL and nothing stays allocated. The file may be closed afterwards.
+ * Errors: as lc_model_config_from_gguf, the checks above (LC_ERR_FORMAT for missing, unexpected
+ * or mis-shaped tensors), lc_model_tokenizer_from_gguf's, device errors (LC_ERR_DEVICE_NOMEM). */
+lc_status lc_model_from_gguf(lc_device *dev, const lc_gguf *f, lc_model **model, lc_tokenizer **tok);
+
+/* lc_gguf_open(path) + lc_model_from_gguf + lc_gguf_close. `tok` may be NULL.
+ * Errors: lc_gguf_open's (LC_ERR_IO, LC_ERR_FORMAT naming the file) and lc_model_from_gguf's. */
+lc_status lc_model_load_gguf(lc_device *dev, const char *path, lc_model **model, lc_tokenizer **tok);
+
+/* Tokenizer of an open GGUF file from tokenizer.ggml.* (reference/formats.md §4, llama.cpp
+ * llama-vocab.cpp): model "llama" builds an SPM tokenizer (lc_tokenizer_new_spm) from tokens
+ * (string array, required), scores (f32 array, optional), token_type (i32 array, optional), the
+ * special ids bos/eos/unknown/padding_token_id (an id outside [0, n_tokens) is ignored, as
+ * llama.cpp does, and the default kept only when it is in range) and the flags add_bos_token,
+ * add_eos_token, add_space_prefix (defaults of lc_tokenizer_spm_opts_default; add_bos/add_eos are
+ * turned off when their token does not exist).
+ * Errors: LC_ERR_INVALID_ARG (NULL argument), LC_ERR_FORMAT (tokenizer.ggml.model or tokens
+ * missing, wrong key types, array lengths that differ), LC_ERR_UNSUPPORTED (model "gpt2" and any
+ * other tokenizer than "llama": "not supported yet"), lc_tokenizer_new_spm's errors. */
+lc_status lc_model_tokenizer_from_gguf(const lc_gguf *f, lc_tokenizer **out);
 
 /* Free every weight and the model. NULL is a no-op. */
 void lc_model_free(lc_model *m);

@@ -80,6 +80,19 @@ lc_status lc_tensor_layout(lc_tensor *t, lc_dtype dtype, int ndims, const int64_
 lc_status lc_tensor_new(lc_device *dev, lc_dtype dtype, int ndims, const int64_t *ne,
                         const char *name, uint32_t flags, lc_tensor **out);
 
+/* Non-owning view of `base`'s memory: a new standalone tensor with base's dtype, `ndims` (1..4)
+ * dimensions `ne` (ne order, packed strides) starting `offset` bytes after base's first byte. It
+ * shares base's device buffer (no copy, no allocation of device memory) and is freed with
+ * lc_tensor_free, which releases only the view; free every view before its base. The view has
+ * no flags, no gradient, no producer; it is a leaf that graph builders accept like any
+ * standalone tensor (for example the columns of a KV cache that lc_cpy_into writes, or the first
+ * n columns that attention reads). Typical use, F32 base [n0, n1]: columns [c0, c0+k) are
+ * offset c0*nb[1], ne {n0, k}.
+ * Errors: LC_ERR_INVALID_ARG (NULL base/ne/out, base without memory yet, offset not a multiple
+ * of base's block size in bytes nb[0], or the range [offset, offset + view bytes) past base's
+ * lc_nbytes, naming base, the range and the size), errors of lc_tensor_layout, LC_ERR_NOMEM. */
+lc_status lc_tensor_view(lc_tensor *base, size_t offset, int ndims, const int64_t *ne, lc_tensor **out);
+
 /* Release a standalone tensor (and its buffer when it owns it). NULL is a no-op. Graph tensors
  * are released by lc_graph_free and must not be passed here. */
 void lc_tensor_free(lc_tensor *t);
