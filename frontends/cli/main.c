@@ -3,7 +3,7 @@
  *   lorac --help | --version
  *   lorac <command> [options]      (each command has --help)
  *
- * Later issues add merge and export: one entry in `commands` and one file each.
+ * Each command is one entry in `commands` and one file (cmd_<name>.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +16,10 @@ static const cli_command commands[] = {
     {"generate", "generate text from a prompt with a GGUF model (KV cache; greedy or sampled)", cli_generate,
      cli_generate_help},
     {"eval", "perplexity of a GGUF model on a text file", cli_eval, cli_eval_help},
+    {"merge", "merge a LoRA adapter into a GGUF model (f16, f32, or the original quant types)", cli_merge,
+     cli_merge_help},
+    {"export", "convert a LoRA adapter between PEFT and llama.cpp GGUF (or dump logits for checks)", cli_export,
+     cli_export_help},
     {"devices", "list compute devices (CPU, OpenCL, Vulkan) and why a backend was skipped", cli_devices,
      cli_devices_help},
 };

@@ -22,5 +22,6 @@
 #include "lorac/safetensors.h"
 #include "lorac/adapter.h"
 #include "lorac/infer.h"
+#include "lorac/merge.h"
 
 #endif
