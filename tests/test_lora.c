@@ -405,7 +405,10 @@ static void run_init(lc_device *dev, const lc_device_info *info, lt_report *rep,
             lt_case_begin(&c, &e, "fresh adapter in=%lld r=%lld out=%lld", (long long)in, (long long)rk, (long long)out);
             lc_tensor *ty = lc_lora(c.g, lt_new_f32(&e, in, T, x, 0, "x"), lt_new_f32(&e, in, out, w, LC_TENSOR_FROZEN, "w"),
                                     ta, tb, &lp);
-            if (lt_case_built(&c, ty, "lc_lora")) lt_case_expect(&c, ty, y, 1e-6, "y == W x");
+            /* 1e-5 relative: the F32 bound of the op suite. A float dot product over in = 1024 terms
+             * carries ~in * 2^-24 relative rounding whatever the summation order (GPU backends sum
+             * in another order than BLAS); a non-zero LoRA path would show up at order 1. */
+            if (lt_case_built(&c, ty, "lc_lora")) lt_case_expect(&c, ty, y, 1e-5, "y == W x");
             lt_case_run(&c);
             free(x); free(w); free(xd); free(wd); free(y);
         }
