@@ -40,6 +40,8 @@ static int cpu_thread_count(void) {
         long v = strtol(s, &end, 10);
         while (end && isspace((unsigned char)*end)) end++;
         if (errno == 0 && end && *end == '\0' && v >= 1 && v <= LC_CPU_MAX_THREADS) return (int)v;
+        fprintf(stderr, "lorac: ignoring LORAC_THREADS='%s' (need a whole number in 1..%d); using %d threads\n", s,
+                LC_CPU_MAX_THREADS, cpu_online_cores());
     }
     return cpu_online_cores();
 }

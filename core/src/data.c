@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -363,7 +364,12 @@ static lc_status add_source(lc_data *d, const char *name, const char *buf, size_
     if (fmt == LC_DATA_FORMAT_AUTO) {
         size_t i = lc_data_bom_len(buf, len);
         while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n')) i++;
-        fmt = (i < len && buf[i] == '{') ? LC_DATA_FORMAT_JSONL : LC_DATA_FORMAT_TEXT;
+        size_t nl = name ? strlen(name) : 0;
+        bool jsonl_name = (nl >= 6 && strcmp(name + nl - 6, ".jsonl") == 0) ||
+                          (nl >= 5 && strcmp(name + nl - 5, ".json") == 0);
+        /* A .jsonl / .json file is JSONL whatever it starts with, so a bad first line is an
+         * error naming that line instead of the whole file silently becoming plain text. */
+        fmt = (jsonl_name || (i < len && buf[i] == '{')) ? LC_DATA_FORMAT_JSONL : LC_DATA_FORMAT_TEXT;
     }
     add_ctx c = {d, 0, split};
     if ((st = add_source_name(d, name, &c.source))) return st;

@@ -376,9 +376,11 @@ static lc_status open_slot(int bk, int index, const char *spec, lc_device **out)
 lc_status lc_device_open(const char *spec, lc_device **out) {
     if (!out) return lc_error(LC_ERR_INVALID_ARG, "lc_device_open: out is NULL");
     *out = NULL;
+    const char *from = "";
     if (!spec || !spec[0]) {
         const char *env = getenv("LORAC_DEVICE");
         spec = (env && env[0]) ? env : "auto";
+        if (env && env[0]) from = " (from $LORAC_DEVICE: unset it or pass a device explicitly)";
     }
     registry();
     char list[1000];
@@ -386,8 +388,8 @@ lc_status lc_device_open(const char *spec, lc_device **out) {
     if (!parse_spec(spec, &bk, &index)) {
         describe_devices(list, sizeof list);
         return lc_error(LC_ERR_INVALID_ARG,
-                        "lc_device_open: malformed device spec \"%s\" (expected cpu, opencl, opencl:N, "
-                        "vulkan, vulkan:N or auto); %s", spec, list);
+                        "lc_device_open: malformed device spec \"%s\"%s (expected cpu, opencl, opencl:N, "
+                        "vulkan, vulkan:N or auto); %s", spec, from, list);
     }
     if (bk == -1) { /* auto: first real GPU, else the CPU backend */
         for (int b = BK_OPENCL; b < BK_COUNT; b++)
@@ -405,7 +407,7 @@ lc_status lc_device_open(const char *spec, lc_device **out) {
     }
     if (!s->iface || index < 0 || index >= s->count || !s->info_ok[index]) {
         describe_devices(list, sizeof list);
-        return lc_error(LC_ERR_NO_DEVICE, "lc_device_open: no device \"%s\"; %s", spec, list);
+        return lc_error(LC_ERR_NO_DEVICE, "lc_device_open: no device \"%s\"%s; %s", spec, from, list);
     }
     return open_slot(bk, index, spec, out);
 }
