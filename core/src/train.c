@@ -34,7 +34,7 @@ struct lc_trainer {
 lc_train_config lc_train_config_default(void) {
     lc_train_config c = {.n_seq = 1, .seq_len = 0, .steps = 0, .warmup_steps = 0, .lr = 2e-4f,
                          .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f,
-                         .max_grad_norm = 1.0f, .ignore_index = -100};
+                         .max_grad_norm = 1.0f, .ignore_index = -100, .grad_accum = 1};
     return c;
 }
 
@@ -71,6 +71,11 @@ static lc_status check_config(const lc_train_config *c) {
     if (!isfinite(c->eps) || c->eps <= 0.0f) return TCFG_FAIL("eps = %g must be finite and > 0", (double)c->eps);
     if (!isfinite(c->weight_decay) || c->weight_decay < 0.0f)
         return TCFG_FAIL("weight_decay = %g must be finite and >= 0", (double)c->weight_decay);
+    if (c->grad_accum < 0 || c->grad_accum > (1 << 20))
+        return TCFG_FAIL("grad_accum = %d must be in 1..%d (0 counts as 1)", c->grad_accum, 1 << 20);
+    if ((int64_t)c->n_seq * c->seq_len * (c->grad_accum > 0 ? c->grad_accum : 1) > ((int64_t)1 << 31) - 1)
+        return TCFG_FAIL("grad_accum * n_seq * seq_len = %lld tokens per step is too many",
+                         (long long)c->n_seq * c->seq_len * c->grad_accum);
     if (!isfinite(c->max_grad_norm) || c->max_grad_norm < 0.0f)
         return TCFG_FAIL("max_grad_norm = %g must be finite and >= 0 (0 = no clipping)", (double)c->max_grad_norm);
     return LC_OK;
@@ -124,6 +129,7 @@ lc_status lc_trainer_new(const lc_model *model, const lc_lora_set *lora, const l
     t->model = model;
     t->lora = lora;
     t->cfg = *cfg;
+    if (t->cfg.grad_accum < 1) t->cfg.grad_accum = 1;
     t->dev = model->dev;
     t->n_tok = (int64_t)cfg->n_seq * cfg->seq_len;
     t->pos_default = malloc((size_t)t->n_tok * sizeof *t->pos_default);
@@ -214,14 +220,32 @@ lc_status lc_trainer_step(lc_trainer *t, const int32_t *ids, const int32_t *labe
     if (t->k >= t->cfg.steps)
         return lc_error(LC_ERR_STATE, "lc_trainer_step: all %d steps of the schedule are done", t->cfg.steps);
     const double t0 = now_seconds();
+    if (!ids || !labels) return lc_error(LC_ERR_INVALID_ARG, "lc_trainer_step: ids or labels is NULL");
+    const int n_micro = t->cfg.grad_accum;
+    /* The loss denominator of every micro-batch: the labels that carry loss in the whole step. */
+    const int V = t->model->cfg.n_vocab;
     int64_t counted = 0;
-    lc_status st = upload_batch(t, t->ids, t->labels, t->pos, ids, labels, pos, &counted);
+    for (int64_t i = 0; i < t->n_tok * n_micro; i++)
+        if (labels[i] != t->cfg.ignore_index && labels[i] >= 0 && labels[i] < V) counted++;
+    lc_node *ce = lc_tensor_node(t->loss);
+    if (!ce) return lc_error(LC_ERR_STATE, "lc_trainer_step: the loss tensor has no cross_entropy node");
+    ce->fp[0] = n_micro > 1 ? (float)counted : 0.0f;
+    lc_status st = lc_graph_zero_grad(t->g);
     if (st != LC_OK) return st;
-    if ((st = lc_graph_zero_grad(t->g)) != LC_OK) return st;
-    lc_graph_set_step(t->g, (uint64_t)t->k);
-    if ((st = lc_graph_compute(t->g)) != LC_OK) return st;
-    float loss = 0.0f, norm2 = 0.0f;
-    if ((st = lc_tensor_get(t->loss, &loss, 0, sizeof loss)) != LC_OK) return st;
+    float loss_sum = 0.0f;
+    for (int m = 0; m < n_micro; m++) {
+        const int64_t off = (int64_t)m * t->n_tok;
+        st = upload_batch(t, t->ids, t->labels, t->pos, ids + off, labels + off, pos ? pos + off : NULL, NULL);
+        if (st != LC_OK) return st;
+        lc_graph_set_step(t->g, (uint64_t)t->k * (uint64_t)n_micro + (uint64_t)m);
+        if ((st = lc_graph_compute(t->g)) != LC_OK) return st;
+        float lm = 0.0f;
+        if ((st = lc_tensor_get(t->loss, &lm, 0, sizeof lm)) != LC_OK) return st;
+        loss_sum += lm;
+    }
+    /* The squared norm computed by the last micro-batch's graph sees the accumulated gradients. */
+    const float loss = loss_sum;
+    float norm2 = 0.0f;
     if ((st = lc_tensor_get(t->norm2, &norm2, 0, sizeof norm2)) != LC_OK) return st;
     const float norm = sqrtf(norm2);
     if (!isfinite(loss) || !isfinite(norm))
@@ -267,6 +291,34 @@ lc_status lc_trainer_eval(lc_trainer *t, const int32_t *ids, const int32_t *labe
     if ((st = upload_batch(t, t->e_ids, t->e_labels, t->e_pos, ids, labels, pos, NULL)) != LC_OK) return st;
     if ((st = lc_graph_compute(t->g_eval)) != LC_OK) return st;
     return lc_tensor_get(t->e_loss, loss, 0, sizeof *loss);
+}
+
+lc_status lc_train_check_lora(const lc_model *model, const lc_lora_config *lcfg) {
+    if (!model || !lcfg) return lc_error(LC_ERR_INVALID_ARG, "lc_train_check_lora: model or LoRA config is NULL");
+    if (lcfg->r < 1) return lc_error(LC_ERR_INVALID_ARG, "lc_lora_config: r = %d must be >= 1", lcfg->r);
+    if (lcfg->target_mask == 0 || (lcfg->target_mask & ~LC_MOD_MASK_ALL) != 0)
+        return lc_error(LC_ERR_INVALID_ARG, "lc_lora_config: target_mask 0x%x %s", (unsigned)lcfg->target_mask,
+                        lcfg->target_mask == 0 ? "is empty: the targets match no module of the model"
+                                               : "has bits past the last projection");
+    int n_found = 0;
+    for (int il = 0; il < model->cfg.n_layer; il++) {
+        for (int m = 0; m < LC_MOD_COUNT; m++) {
+            if (!(lcfg->target_mask & (1u << m))) continue;
+            const lc_tensor *w = lc_model_module_weight(model, il, (lc_module)m);
+            if (!w) continue;
+            n_found++;
+            const int64_t in = w->ne[0], out = w->ne[1], lim = in < out ? in : out;
+            if (lcfg->r > lim)
+                return lc_error(LC_ERR_INVALID_ARG, "LoRA rank r = %d is larger than min(in, out) = %lld of layer %d's "
+                                "%s (in %lld, out %lld): B·A cannot have a rank above %lld; use r <= %lld or drop "
+                                "that target", lcfg->r, (long long)lim, il, lc_module_hf_name((lc_module)m),
+                                (long long)in, (long long)out, (long long)lim, (long long)lim);
+        }
+    }
+    if (n_found == 0)
+        return lc_error(LC_ERR_INVALID_ARG, "LoRA targets (mask 0x%x) match no module of the %s model",
+                        (unsigned)lcfg->target_mask, lc_arch_name(model->cfg.arch));
+    return LC_OK;
 }
 
 int lc_trainer_steps_done(const lc_trainer *t) { return t ? t->k : 0; }

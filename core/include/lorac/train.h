@@ -46,11 +46,12 @@ typedef struct lc_train_config {
     float weight_decay;   /* decoupled weight decay */
     float max_grad_norm;  /* clip the global gradient norm to this; 0 disables clipping */
     int ignore_index;     /* labels equal to this carry no loss (-100, as PyTorch) */
+    int grad_accum;       /* micro-batches of n_seq sequences per optimizer step, >= 1 (1; 0 counts as 1) */
 } lc_train_config;
 
 /* Defaults: n_seq 1, seq_len 0 (caller sets it), steps 0 (caller sets it), warmup 0,
  * lr 2e-4, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0, max_grad_norm 1,
- * ignore_index -100 (transformers TrainingArguments / torch AdamW defaults). LoRA dropout is the
+ * ignore_index -100, grad_accum 1 (transformers TrainingArguments / torch AdamW defaults). LoRA dropout is the
  * LoRA set's (lc_lora_config.dropout, PEFT's lora_dropout); evaluation runs without it. */
 lc_train_config lc_train_config_default(void);
 
@@ -80,10 +81,19 @@ typedef struct lc_trainer lc_trainer;
 lc_status lc_trainer_new(const lc_model *model, const lc_lora_set *lora, const lc_train_config *cfg,
                          lc_trainer **out);
 
-/* One optimizer step on a batch. ids, labels, pos: n_seq*seq_len values, sequence-major
- * (entry s*seq_len + t is token t of sequence s). labels[n] is the target of the logits at
- * token n (already shifted: usually ids[n+1]) or ignore_index. pos NULL means 0..seq_len-1 in
- * every sequence. Fills `stats` when non-NULL.
+/* One optimizer step on a batch. ids, labels, pos: grad_accum*n_seq*seq_len values,
+ * sequence-major (entry s*seq_len + t is token t of sequence s); micro-batch m is sequences
+ * m*n_seq .. (m+1)*n_seq-1. labels[n] is the target of the logits at token n (already shifted:
+ * usually ids[n+1]) or ignore_index. pos NULL means 0..seq_len-1 in every sequence. Fills
+ * `stats` when non-NULL.
+ * Gradient accumulation (transformers Trainer with num_items_in_batch): the gradients of the
+ * grad_accum micro-batches are summed into the LoRA gradients, and every micro-batch's
+ * cross-entropy divides by D = the number of labels that carry loss in the WHOLE step (the
+ * cross-entropy node's fp[0]), so k micro-batches of n sequences give the gradient of one batch
+ * of k*n sequences, and a micro-batch whose labels are all ignore_index adds nothing and does
+ * not dilute the others. The reported loss is the sum of the micro-batch losses (= the mean
+ * over the step's counted labels). Dropout masks differ per micro-batch (dropout step
+ * k*grad_accum + m; with grad_accum 1 this is the optimizer step k).
  * Errors: LC_ERR_INVALID_ARG (NULL ids or labels, an id outside [0, n_vocab)), LC_ERR_STATE
  * (more than cfg.steps steps), LC_ERR_NUMERIC (loss or gradient norm not finite; the LoRA
  * weights are left unchanged), device errors. */
@@ -94,6 +104,16 @@ lc_status lc_trainer_step(lc_trainer *t, const int32_t *ids, const int32_t *labe
  * (a forward-only graph built on first use). Arguments as lc_trainer_step; errors likewise. */
 lc_status lc_trainer_eval(lc_trainer *t, const int32_t *ids, const int32_t *labels, const int32_t *pos,
                           float *loss);
+
+/* Check a LoRA configuration against a model before training (the cheap mistakes that would
+ * otherwise waste a run): target_mask empty, with bits past LC_MOD_COUNT, or selecting no
+ * projection the model has (LC_ERR_INVALID_ARG "targets match no module of the model"); r < 1;
+ * r larger than min(in, out) of a targeted projection (LC_ERR_INVALID_ARG naming the module,
+ * its in/out sizes and the largest usable r). PEFT and lc_lora_set_new accept such a rank, but
+ * the update B·A then has rank at most min(in, out), so the extra parameters only cost memory
+ * and time; the trainer refuses them.
+ * Errors: LC_ERR_INVALID_ARG as above or for a NULL argument. */
+lc_status lc_train_check_lora(const lc_model *model, const lc_lora_config *lcfg);
 
 /* Optimizer steps taken so far. */
 int lc_trainer_steps_done(const lc_trainer *t);
