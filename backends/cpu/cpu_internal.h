@@ -55,12 +55,18 @@ int lc_cpu_threads(const lc_cpu_ctx *ctx);
 lc_status lc_cpu_check_packed(const lc_tensor *t, lc_dtype dtype, const char *op, const char *field);
 
 /* ops_matmul.c: y[M,N] (row-major, ldy) = x[M,K] · w[N,K]ᵀ (+ y when accumulate), where w is
- * given as rows of any dtype (row stride w_nb1 bytes). Quantized or half w is dequantised in
- * tiles of rows into a per-thread scratch buffer, never whole. Used by mul_mat and lora. */
+ * given as rows of any dtype (row stride w_nb1 bytes). Quantized or half w is never dequantised
+ * whole: for M <= 8 each block is decoded and dotted with x directly (rows of w split over the
+ * OpenMP threads), for larger M tiles of rows are dequantised into per-thread scratch and
+ * multiplied by single-threaded sgemm in parallel. Results agree with the dequantise-then-sgemm
+ * product to float rounding and do not depend on scheduling. Used by mul_mat and lora.
+ * Errors: LC_ERR_INVALID_ARG (NULL pointers, sizes, leading dimensions), LC_ERR_DTYPE, LC_ERR_SHAPE
+ * (row length not a multiple of the block, row stride), LC_ERR_NOMEM. */
 lc_status lc_cpu_matmul_xwT(lc_cpu_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
                             const void *w, lc_dtype w_type, size_t w_nb1, int64_t m, int64_t n,
                             int64_t k, bool accumulate);
-/* dx[M,K] (+)= dy[M,N] · w[N,K], w rows of any dtype as above. */
+/* dx[M,K] (+)= dy[M,N] · w[N,K], w rows of any dtype as above: the columns of dx (whole blocks of
+ * w) are split over the threads, each dequantising its slice of w tile by tile. Errors as above. */
 lc_status lc_cpu_matmul_dyW(lc_cpu_ctx *ctx, float *dx, int64_t lddx, const float *dy, int64_t lddy,
                             const void *w, lc_dtype w_type, size_t w_nb1, int64_t m, int64_t n,
                             int64_t k, bool accumulate);

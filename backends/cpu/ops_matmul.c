@@ -4,25 +4,37 @@
  * (merge). All products go through cblas_sgemm (OpenBLAS) in row-major form: a lorac tensor
  * with ne = {cols, rows} is the row-major matrix [rows][cols] with leading dimension nb[1]/4.
  *
- * Weights that are not F32 (F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K) are never converted whole: tiles of
- * LC_CPU_TILE_MIN..LC_CPU_TILE_MAX rows (about 4 MiB of F32) are dequantised (lc_dequantize_row)
- * into one scratch buffer and multiplied with one sgemm per tile. Tiles run one after the other,
- * each dequantised on the calling thread, and each sgemm uses OpenBLAS's own threads
- * (ctx->n_threads, set by cpu_backend.c). Why not tiles in parallel with single-threaded sgemm
- * inside: the installed OpenBLAS is the pthreads build, whose thread count is one global setting,
- * so that arrangement would need OpenBLAS single-threaded for every other kernel too; and
- * dx = dy·w reduces over the tiles, which would need per-thread copies of dx. Why the
- * dequantisation is not split over OpenMP threads: it costs 0.1-1 ns per element (O(N·K) against
- * O(M·N·K) for the product), while an OpenMP region right before a threaded sgemm leaves the
- * OpenMP workers spinning on the cores OpenBLAS needs; measured on 2 cores, Q4_K x[1280,1024]
- * w[1280,1152]: 25 ms with OpenMP dequantisation, 12.4 ms serial (an F32 weight [1152,1152]:
- * 10.6 ms).
+ * Weights that are not F32 (F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) are never
+ * converted whole. Three paths, all split over ctx->n_threads OpenMP threads:
+ *  - x·wᵀ with M <= LC_CPU_SMALL_M rows of x (decoding, short prompts): rows of w split
+ *    statically over the threads; per block the quants are decoded once into exact small integers
+ *    in float and dotted with each row of x in 8 float lanes, the lanes scaled by the block's (or
+ *    sub-block's) d once per group, offsets (Q4_1/Q5_1 m, K-quant dmin·min) added as
+ *    offset·sum(x over the group). No F32 row is materialised. F16/BF16 rows are dequantised one
+ *    at a time into a per-thread buffer instead. Kernels exist for the baseline ISA and, on
+ *    x86-64, for AVX2 (same C, same lane order: identical results).
+ *  - x·wᵀ with larger M: tiles of LC_CPU_TILE_MIN..LC_CPU_TILE_MAX rows (about 4 MiB of F32) are
+ *    handed out dynamically; each thread dequantises its tile (lc_dequantize_row) into its own
+ *    scratch and runs one single-threaded sgemm on it (the OpenMP build of OpenBLAS runs
+ *    single-threaded inside a parallel region). Tiles write disjoint columns of y and every
+ *    tile's sgemm is the same whatever thread runs it, so results do not depend on scheduling.
+ *  - dx = dy·w: the columns of dx (whole blocks of w) are split statically over the threads;
+ *    each thread dequantises its column slice of w tile by tile and accumulates with
+ *    single-threaded sgemm, in tile order.
+ * With a pthreads OpenBLAS (openblas_get_parallel() != 2) the tile paths fall back to tiles one
+ * after the other with OpenBLAS's own threads. Measured on the 2-core (shared, loaded) dev box:
+ * Q5_0 w[640, 2048] · x[640, 1024]: 157-216 ms -> 96 ms (xwT), 261-276 ms -> 85-92 ms (dyW);
+ * dequantising a tile with OpenMP before a threaded sgemm instead was slower (404-436 ms).
+ * Small M: Q8_0 w[640, 262144] · x[640, 1]: 239-334 ms -> 46 ms on one thread (AVX2).
  */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "cpu_internal.h"
 #include "lorac/dtype.h"
@@ -36,6 +48,13 @@
 #define LC_CPU_TILE_BYTES ((size_t)4 << 20)
 /* Below this many elements a loop runs on one thread. */
 #define LC_CPU_PAR_MIN 32768
+/* Products with at most this many rows of x take the fused dequantise-and-dot path. */
+#define LC_CPU_SMALL_M 8
+/* ... and are split over threads only from this many weight elements (N·K): about 0.4-1 ms of
+ * work on one core. Below it a parallel region costs more than it saves on a loaded machine, where
+ * each fork/join can wait a scheduler time slice for a descheduled worker (measured on the shared
+ * 2-core box: Gemma 3 270M decoding 0.7 tokens/s with every product split, see the report). */
+#define LC_CPU_SMALL_M_PAR_MIN ((int64_t)4 << 20)
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
@@ -114,18 +133,40 @@ static int n_threads_for(const lc_cpu_ctx *ctx, int64_t work) {
     return work < LC_CPU_PAR_MIN ? 1 : n;
 }
 
-/* Dequantise rows [r0, r0+nr) of w (row stride w_nb1, k elements each) into tile[nr][k].
- * Serial on purpose: it costs 0.1-1 ns per element, and an OpenMP region right before a threaded
- * sgemm leaves OpenMP workers spinning on the cores OpenBLAS's threads need (measured: up to 3x
- * slower products on 2 cores). */
-static lc_status dequant_tile(float *tile, const void *w, lc_dtype w_type, size_t w_nb1, int64_t r0, int64_t nr,
-                              int64_t k) {
+/* Threads for a tile loop whose sgemm calls run inside an OpenMP region: only the OpenMP build
+ * of OpenBLAS (openblas_get_parallel() == 2) then runs each call single-threaded; with another
+ * build the tiles run one after the other and OpenBLAS threads each product. */
+static int tile_threads(const lc_cpu_ctx *ctx, int64_t work) {
+    static int blas_openmp = -1;
+    int b;
+#pragma omp atomic read
+    b = blas_openmp;
+    if (b < 0) {
+        b = openblas_get_parallel() == 2;
+#pragma omp atomic write
+        blas_openmp = b;
+    }
+    return b ? n_threads_for(ctx, work) : 1;
+}
+
+/* Dequantise rows [r0, r0+nr) of w (row stride w_nb1, k elements each) into tile[nr][k], the rows
+ * split statically over ctx->n_threads OpenMP threads (the OpenMP build of OpenBLAS shares
+ * libgomp's pool, so this region does not fight BLAS threads; see the file comment). */
+static lc_status dequant_tile(const lc_cpu_ctx *ctx, float *tile, const void *w, lc_dtype w_type, size_t w_nb1,
+                              int64_t r0, int64_t nr, int64_t k) {
+    int bad = 0;
+    int nth = n_threads_for(ctx, nr * k);
+#pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t r = 0; r < nr; r++) {
         const void *src = (const char *)w + (size_t)(r0 + r) * w_nb1;
-        if (lc_dequantize_row(w_type, src, tile + (size_t)r * (size_t)k, k) != LC_OK)
-            return lc_error(LC_ERR_DTYPE, "cpu matmul: could not dequantise %s row %lld of length %lld",
-                            lc_dtype_name(w_type), (long long)(r0 + r), (long long)k);
+        if (lc_dequantize_row(w_type, src, tile + (size_t)r * (size_t)k, k) != LC_OK) {
+#pragma omp atomic write
+            bad = 1;
+        }
     }
+    if (bad)
+        return lc_error(LC_ERR_DTYPE, "cpu matmul: could not dequantise %s rows %lld..%lld of length %lld",
+                        lc_dtype_name(w_type), (long long)r0, (long long)(r0 + nr - 1), (long long)k);
     return LC_OK;
 }
 
@@ -150,11 +191,320 @@ static lc_status check_matmul_args(const char *fn, const void *out, int64_t ldo,
     return LC_OK;
 }
 
+/* ---- small M: fused dequantise-and-dot ------------------------------------------------------- */
+
+/* sum_j a[j]·b[j] for j < n in 8 interleaved float lanes (lane l adds j ≡ l mod 8, in order),
+ * then the lanes pairwise; the tail n mod 8 last. Plain C that the compiler vectorises without
+ * reassociating (no fast-math). */
+static inline float dot_lanes(const float *restrict a, const float *restrict b, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[j + l] * b[j + l];
+    float s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    for (; j < n; j++) s += a[j] * b[j];
+    return s;
+}
+
+/* Block decoders for the fused path (layouts: reference/formats.md §2, ggml-common.h). Each
+ * writes the block's quants as exact small integers in float, vals[0..BS), and per group of G
+ * consecutive elements a scale a[g] (and for Q4_1/Q5_1/Q4_K/Q5_K an offset c[g]) such that
+ * lc_dequantize_row gives a[g]·vals[e] + c[g] for element e of group g. */
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+/* IEEE binary16 -> binary32, exact (the same value as lc_fp16_to_fp32), inlined for the hot loops. */
+static inline float half_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, em = h & 0x7fffu;
+    uint32_t bits;
+    if (em >= 0x7c00u) bits = sign | 0x7f800000u | ((em & 0x3ffu) << 13); /* Inf, NaN */
+    else if (em >= 0x0400u) bits = sign | ((em + (112u << 10)) << 13);    /* normal: rebias 15 -> 127 */
+    else {                                                                /* zero, subnormal: em·2^-24 */
+        float f = (float)em * 0x1p-24f;
+        return sign ? -f : f;
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+/* 6-bit scale and min of sub-block j of a K-quant super-block (get_scale_min_k4). */
+static inline void k4_scale_min(int j, const uint8_t *s, float *sc, float *mn) {
+    if (j < 4) {
+        *sc = (float)(s[j] & 63u);
+        *mn = (float)(s[j + 4] & 63u);
+    } else {
+        *sc = (float)((s[j + 4] & 0x0fu) | ((s[j - 4] >> 6) << 4));
+        *mn = (float)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+}
+static inline void dec_q8_0(const uint8_t *b, float *v, float *a, float *c) { /* d, qs[32] */
+    (void)c;
+    a[0] = half_to_f32(rd16(b));
+    const int8_t *q = (const int8_t *)(b + 2);
+    for (int j = 0; j < 32; j++) v[j] = (float)q[j];
+}
+/* The 8 bits of byte b spread over 8 bytes, bit i -> 16 in byte i (little-endian): b copied to
+ * every byte, byte i masked to bit i, then 0x7f added (a set bit reaches 0x80, no carry out) and
+ * 0x80 shifted down to 0x10. Gives the fifth bits of 8 elements without 8 variable shifts. */
+static inline uint64_t spread_bits16(uint8_t b) {
+    const uint64_t x = ((uint64_t)b * 0x0101010101010101ull) & 0x8040201008040201ull;
+    return ((x + 0x7f7f7f7f7f7f7f7full) & 0x8080808080808080ull) >> 3;
+}
+/* u[0..32) = the 4-bit quants of a 16-byte qs (element j: low nibble of qs[j], j+16: high
+ * nibble), each ORed with 16 where the matching bit of the 32-bit qh is set; eight bytes at a
+ * time in 64-bit words. (For Q4_0/Q4_1 the plain
+ * nibble loop measured faster.) */
+static inline void unpack_nibbles(const uint8_t *q, const uint8_t *qhp, uint8_t u[32]) {
+    const uint64_t m4 = 0x0f0f0f0f0f0f0f0full;
+    uint64_t w0, w1;
+    memcpy(&w0, q, 8);
+    memcpy(&w1, q + 8, 8);
+    uint64_t o[4] = {w0 & m4, w1 & m4, (w0 >> 4) & m4, (w1 >> 4) & m4};
+    for (int i = 0; i < 4; i++) o[i] |= spread_bits16(qhp[i]);
+    memcpy(u, o, 32);
+}
+static inline void dec_q5(const uint8_t *qhp, const uint8_t *q, int bias, float *v) {
+    uint8_t u[32];
+    unpack_nibbles(q, qhp, u);
+    for (int j = 0; j < 32; j++) v[j] = (float)((int)u[j] - bias);
+}
+static inline void dec_q4_0(const uint8_t *b, float *v, float *a, float *c) { /* d, qs[16] */
+    (void)c;
+    a[0] = half_to_f32(rd16(b));
+    const uint8_t *q = b + 2;
+    for (int j = 0; j < 16; j++) {
+        v[j] = (float)((int)(q[j] & 15u) - 8);
+        v[j + 16] = (float)((int)(q[j] >> 4) - 8);
+    }
+}
+static inline void dec_q4_1(const uint8_t *b, float *v, float *a, float *c) { /* d, m, qs[16] */
+    a[0] = half_to_f32(rd16(b));
+    c[0] = half_to_f32(rd16(b + 2));
+    const uint8_t *q = b + 4;
+    for (int j = 0; j < 16; j++) {
+        v[j] = (float)(q[j] & 15u);
+        v[j + 16] = (float)(q[j] >> 4);
+    }
+}
+static inline void dec_q5_0(const uint8_t *b, float *v, float *a, float *c) { /* d, qh[4], qs[16] */
+    (void)c;
+    a[0] = half_to_f32(rd16(b));
+    dec_q5(b + 2, b + 6, 16, v);
+}
+static inline void dec_q5_1(const uint8_t *b, float *v, float *a, float *c) { /* d, m, qh[4], qs[16] */
+    a[0] = half_to_f32(rd16(b));
+    c[0] = half_to_f32(rd16(b + 2));
+    dec_q5(b + 4, b + 8, 0, v);
+}
+static inline void dec_q4_K(const uint8_t *b, float *v, float *a, float *c) { /* d, dmin, scales[12], qs[128] */
+    const float d = half_to_f32(rd16(b)), dmin = half_to_f32(rd16(b + 2));
+    const uint8_t *s = b + 4, *q = b + 16;
+    for (int ch = 0; ch < 4; ch++, q += 32, v += 64) {
+        float sc, mn;
+        k4_scale_min(2 * ch, s, &sc, &mn);
+        a[2 * ch] = d * sc;
+        c[2 * ch] = -(dmin * mn);
+        k4_scale_min(2 * ch + 1, s, &sc, &mn);
+        a[2 * ch + 1] = d * sc;
+        c[2 * ch + 1] = -(dmin * mn);
+        for (int l = 0; l < 32; l++) {
+            v[l] = (float)(q[l] & 15u);
+            v[l + 32] = (float)(q[l] >> 4);
+        }
+    }
+}
+static inline void dec_q5_K(const uint8_t *b, float *v, float *a, float *c) { /* d, dmin, scales[12], qh[32], qs[128] */
+    const float d = half_to_f32(rd16(b)), dmin = half_to_f32(rd16(b + 2));
+    const uint8_t *s = b + 4, *qh = b + 16, *q = b + 48;
+    for (int ch = 0; ch < 4; ch++, q += 32, v += 64) {
+        float sc, mn;
+        k4_scale_min(2 * ch, s, &sc, &mn);
+        a[2 * ch] = d * sc;
+        c[2 * ch] = -(dmin * mn);
+        k4_scale_min(2 * ch + 1, s, &sc, &mn);
+        a[2 * ch + 1] = d * sc;
+        c[2 * ch + 1] = -(dmin * mn);
+        const unsigned lo = 2u * (unsigned)ch, hi = lo + 1u;
+        for (int l = 0; l < 32; l++) {
+            v[l] = (float)((q[l] & 15u) | (((qh[l] >> lo) & 1u) << 4));
+            v[l + 32] = (float)((q[l] >> 4) | (((qh[l] >> hi) & 1u) << 4));
+        }
+    }
+}
+static inline void dec_q6_K(const uint8_t *b, float *v, float *a, float *c) { /* ql[128], qh[64], scales[16], d */
+    (void)c;
+    const float d = half_to_f32(rd16(b + 208));
+    const int8_t *sc = (const int8_t *)(b + 192);
+    for (int g = 0; g < 16; g++) a[g] = d * (float)sc[g];
+    for (int h = 0; h < 2; h++) { /* halves of 128 elements: ql + 64h, qh + 32h */
+        const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+        float *o = v + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            o[l] = (float)((int)((ql[l] & 15u) | ((qh[l] & 3u) << 4)) - 32);
+            o[l + 32] = (float)((int)((ql[l + 32] & 15u) | (((qh[l] >> 2) & 3u) << 4)) - 32);
+            o[l + 64] = (float)((int)((ql[l] >> 4) | (((qh[l] >> 4) & 3u) << 4)) - 32);
+            o[l + 96] = (float)((int)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3u) << 4)) - 32);
+        }
+    }
+}
+
+/* out[i] = x[i]·w for one weight row w of nb blocks and i < m: per block, the quants are decoded
+ * once (shared by the m rows of x) and dotted with x in 8 float lanes per group of G, the lanes
+ * scaled by the group's a[g]; offsets add c[g]·(sum of x over the group), from xs[i][group]. */
+#define LC_QROW_KERNEL_AS(ATTR, NAME, DECODE, BS, BYTES, G, OFF)                                                \
+    ATTR static void NAME(const uint8_t *w, int64_t nb, const float *x, int64_t ldx, const float *xs, int64_t ldxs,   \
+                     int64_t m, float *out) {                                                                    \
+        float acc[LC_CPU_SMALL_M][8], off[LC_CPU_SMALL_M];                                                       \
+        float v[BS], a[(BS) / (G)], c[(BS) / (G)];                                                               \
+        memset(acc, 0, sizeof acc);                                                                              \
+        memset(off, 0, sizeof off);                                                                              \
+        for (int64_t b = 0; b < nb; b++) {                                                                       \
+            DECODE(w + (size_t)b * (BYTES), v, a, c);                                                            \
+            for (int64_t i = 0; i < m; i++) {                                                                    \
+                const float *xb = x + i * ldx + b * (BS);                                                        \
+                for (int g = 0; g < (BS) / (G); g++) {                                                           \
+                    float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                       \
+                    for (int j = g * (G); j < (g + 1) * (G); j += 8)                                             \
+                        for (int l = 0; l < 8; l++) p[l] += v[j + l] * xb[j + l];                                \
+                    for (int l = 0; l < 8; l++) acc[i][l] += a[g] * p[l];                                        \
+                    if (OFF) off[i] += c[g] * xs[i * ldxs + b * ((BS) / (G)) + g];                               \
+                }                                                                                                \
+            }                                                                                                    \
+        }                                                                                                        \
+        for (int64_t i = 0; i < m; i++) {                                                                        \
+            const float *q = acc[i];                                                                             \
+            out[i] = (((q[0] + q[4]) + (q[2] + q[6])) + ((q[1] + q[5]) + (q[3] + q[7]))) + off[i];               \
+        }                                                                                                        \
+    }
+/* x86-64: every kernel twice, for the baseline ISA and for AVX2 (chosen at run time by
+ * __builtin_cpu_supports); the same C and the same lane order, so both give identical results. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define LC_QROW_AVX2 1
+#define LC_QROW_KERNEL(NAME, ...)                 \
+    LC_QROW_KERNEL_AS(, NAME, __VA_ARGS__)        \
+    LC_QROW_KERNEL_AS(__attribute__((target("avx2"))), NAME##_avx2, __VA_ARGS__)
+#else
+#define LC_QROW_AVX2 0
+#define LC_QROW_KERNEL(NAME, ...) LC_QROW_KERNEL_AS(, NAME, __VA_ARGS__)
+#endif
+LC_QROW_KERNEL(qrow_q8_0, dec_q8_0, 32, 34, 32, 0)
+LC_QROW_KERNEL(qrow_q4_0, dec_q4_0, 32, 18, 32, 0)
+LC_QROW_KERNEL(qrow_q4_1, dec_q4_1, 32, 20, 32, 1)
+LC_QROW_KERNEL(qrow_q5_0, dec_q5_0, 32, 22, 32, 0)
+LC_QROW_KERNEL(qrow_q5_1, dec_q5_1, 32, 24, 32, 1)
+LC_QROW_KERNEL(qrow_q4_K, dec_q4_K, 256, 144, 32, 1)
+LC_QROW_KERNEL(qrow_q5_K, dec_q5_K, 256, 176, 32, 1)
+LC_QROW_KERNEL(qrow_q6_K, dec_q6_K, 256, 210, 16, 0)
+#undef LC_QROW_KERNEL
+#undef LC_QROW_KERNEL_AS
+
+typedef void (*qrow_fn)(const uint8_t *w, int64_t nb, const float *x, int64_t ldx, const float *xs, int64_t ldxs,
+                        int64_t m, float *out);
+
+/* The fused row kernel of a block type, its block size, and whether it needs group sums of x
+ * (groups of 32); NULL for types that take the dequantise-a-row path (F16, BF16). */
+static qrow_fn qrow_for(lc_dtype t, int64_t *bs, bool *needs_xsum) {
+#if LC_QROW_AVX2
+    const bool avx2 = __builtin_cpu_supports("avx2");
+#define LC_QROW_PICK(NAME) (avx2 ? NAME##_avx2 : NAME)
+#else
+#define LC_QROW_PICK(NAME) (NAME)
+#endif
+    *bs = 32;
+    *needs_xsum = false;
+    switch (t) {
+    case LC_Q8_0: return LC_QROW_PICK(qrow_q8_0);
+    case LC_Q4_0: return LC_QROW_PICK(qrow_q4_0);
+    case LC_Q5_0: return LC_QROW_PICK(qrow_q5_0);
+    case LC_Q4_1: *needs_xsum = true; return LC_QROW_PICK(qrow_q4_1);
+    case LC_Q5_1: *needs_xsum = true; return LC_QROW_PICK(qrow_q5_1);
+    case LC_Q4_K: *bs = 256; *needs_xsum = true; return LC_QROW_PICK(qrow_q4_K);
+    case LC_Q5_K: *bs = 256; *needs_xsum = true; return LC_QROW_PICK(qrow_q5_K);
+    case LC_Q6_K: *bs = 256; return LC_QROW_PICK(qrow_q6_K);
+    default: return NULL;
+    }
+#undef LC_QROW_PICK
+}
+
+/* y[i][r] (+)= x[i]·w[r] for rows r in [r0, r1) and i < m, w dequantised one row at a time into
+ * `row` (k floats, thread-private). Returns false when a row could not be dequantised. */
+static bool xwT_rows(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w, lc_dtype w_type, size_t w_nb1,
+                     int64_t m, int64_t r0, int64_t r1, int64_t k, bool accumulate, float *row) {
+    for (int64_t r = r0; r < r1; r++) {
+        if (lc_dequantize_row(w_type, (const char *)w + (size_t)r * w_nb1, row, k) != LC_OK) return false;
+        for (int64_t i = 0; i < m; i++) {
+            const float d = dot_lanes(row, x + i * ldx, k);
+            float *yp = y + i * ldy + r;
+            *yp = accumulate ? *yp + d : d;
+        }
+    }
+    return true;
+}
+
+/* The small-M product: rows of w split statically over the OpenMP threads. Block types go
+ * through their fused row kernel (quants decoded once per block, never a float row); F16/BF16
+ * rows are dequantised one at a time into a per-thread k-float buffer and dotted with x. */
+static lc_status xwT_small_m(const lc_cpu_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
+                             lc_dtype w_type, size_t w_nb1, int64_t m, int64_t n, int64_t k, bool accumulate) {
+    int nth = n * k >= LC_CPU_SMALL_M_PAR_MIN ? lc_cpu_threads(ctx) : 1;
+    if (nth > n) nth = (int)n;
+    int64_t bs;
+    bool needs_xsum;
+    const qrow_fn fn = qrow_for(w_type, &bs, &needs_xsum);
+    const int64_t ngroups = k / 32;
+    float *xs = NULL, *rows = NULL;
+    if (fn && needs_xsum) { /* xs[i][g] = sum of x[i] over elements [32g, 32g + 32), in order */
+        xs = scratch_f32((size_t)m * (size_t)ngroups);
+        if (!xs) return lc_error(LC_ERR_NOMEM, "cpu matmul_xwT: no memory for group sums of x [%lld, %lld]", (long long)k, (long long)m);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t g = 0; g < ngroups; g++) {
+                const float *xp = x + i * ldx + 32 * g;
+                float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                for (int j = 0; j < 32; j += 8)
+                    for (int l = 0; l < 8; l++) p[l] += xp[j + l];
+                xs[i * ngroups + g] = ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]));
+            }
+    }
+    if (!fn) {
+        rows = scratch_f32((size_t)nth * (size_t)k);
+        if (!rows) return lc_error(LC_ERR_NOMEM, "cpu matmul_xwT: no memory for %d dequantised rows of %lld", nth, (long long)k);
+    }
+    int bad = 0;
+#pragma omp parallel num_threads(nth)
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const int tid = 0, nt = 1;
+#endif
+        const int64_t r0 = n * tid / nt, r1 = n * (tid + 1) / nt;
+        if (fn) {
+            float out[LC_CPU_SMALL_M];
+            for (int64_t r = r0; r < r1; r++) {
+                fn((const uint8_t *)w + (size_t)r * w_nb1, k / bs, x, ldx, xs, ngroups, m, out);
+                for (int64_t i = 0; i < m; i++) {
+                    float *yp = y + i * ldy + r;
+                    *yp = accumulate ? *yp + out[i] : out[i];
+                }
+            }
+        } else if (!xwT_rows(y, ldy, x, ldx, w, w_type, w_nb1, m, r0, r1, k, accumulate, rows + (size_t)tid * (size_t)k)) {
+#pragma omp atomic write
+            bad = 1;
+        }
+    }
+    free(rows);
+    free(xs);
+    if (bad)
+        return lc_error(LC_ERR_DTYPE, "cpu matmul_xwT: could not dequantise %s rows of length %lld", lc_dtype_name(w_type),
+                        (long long)k);
+    return LC_OK;
+}
+
 /* ---- the two products (cpu_internal.h) ------------------------------------------------------ */
 
 lc_status lc_cpu_matmul_xwT(lc_cpu_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                             lc_dtype w_type, size_t w_nb1, int64_t m, int64_t n, int64_t k, bool accumulate) {
-    (void)ctx; /* tiles run serially; OpenBLAS threads each product (see the file comment) */
     lc_status st = check_matmul_args("matmul_xwT", y, ldy, x, ldx, w, w_type, w_nb1, m, n, k, n, k);
     if (st != LC_OK) return st;
     if (m == 0 || n == 0) return LC_OK;
@@ -164,24 +514,46 @@ lc_status lc_cpu_matmul_xwT(lc_cpu_ctx *ctx, float *y, int64_t ldy, const float 
                     (const float *)w, (int)(w_nb1 / sizeof(float)), beta, y, (int)ldy);
         return LC_OK;
     }
+    if (m <= LC_CPU_SMALL_M) return xwT_small_m(ctx, y, ldy, x, ldx, w, w_type, w_nb1, m, n, k, accumulate);
     int64_t tr = tile_rows(k);
     if (tr > n) tr = n;
-    float *tile = scratch_f32((size_t)tr * (size_t)k);
-    if (!tile) return lc_error(LC_ERR_NOMEM, "cpu matmul_xwT: no memory for a %lld x %lld dequantisation tile", (long long)tr, (long long)k);
-    for (int64_t n0 = 0; n0 < n && st == LC_OK; n0 += tr) {
-        int64_t nt = n - n0 < tr ? n - n0 : tr;
-        st = dequant_tile(tile, w, w_type, w_nb1, n0, nt, k);
-        if (st == LC_OK)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nt, (int)k, 1.0f, x, (int)ldx, tile,
-                        (int)k, beta, y + n0, (int)ldy);
+    const int64_t ntiles = (n + tr - 1) / tr;
+    int nth = tile_threads(ctx, m * n * k / 64);
+    if (nth > ntiles) nth = (int)ntiles;
+    float *tiles = scratch_f32((size_t)nth * (size_t)tr * (size_t)k);
+    if (!tiles) return lc_error(LC_ERR_NOMEM, "cpu matmul_xwT: no memory for %d %lld x %lld dequantisation tiles", nth, (long long)tr, (long long)k);
+    int bad = 0;
+#pragma omp parallel num_threads(nth)
+    {
+#ifdef _OPENMP
+        float *tile = tiles + (size_t)omp_get_thread_num() * (size_t)tr * (size_t)k;
+#else
+        float *tile = tiles;
+#endif
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < ntiles; t++) {
+            const int64_t n0 = t * tr, nt = n - n0 < tr ? n - n0 : tr;
+            bool ok = true;
+            for (int64_t r = 0; r < nt && ok; r++)
+                ok = lc_dequantize_row(w_type, (const char *)w + (size_t)(n0 + r) * w_nb1, tile + (size_t)r * (size_t)k, k) == LC_OK;
+            if (!ok) {
+#pragma omp atomic write
+                bad = 1;
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nt, (int)k, 1.0f, x, (int)ldx, tile,
+                            (int)k, beta, y + n0, (int)ldy);
+            }
+        }
     }
-    free(tile);
-    return st;
+    free(tiles);
+    if (bad)
+        return lc_error(LC_ERR_DTYPE, "cpu matmul_xwT: could not dequantise %s rows of length %lld", lc_dtype_name(w_type),
+                        (long long)k);
+    return LC_OK;
 }
 
 lc_status lc_cpu_matmul_dyW(lc_cpu_ctx *ctx, float *dx, int64_t lddx, const float *dy, int64_t lddy, const void *w,
                             lc_dtype w_type, size_t w_nb1, int64_t m, int64_t n, int64_t k, bool accumulate) {
-    (void)ctx;
     lc_status st = check_matmul_args("matmul_dyW", dx, lddx, dy, lddy, w, w_type, w_nb1, m, n, k, k, n);
     if (st != LC_OK) return st;
     if (m == 0 || k == 0) return LC_OK;
@@ -195,19 +567,49 @@ lc_status lc_cpu_matmul_dyW(lc_cpu_ctx *ctx, float *dx, int64_t lddx, const floa
                     (const float *)w, (int)(w_nb1 / sizeof(float)), accumulate ? 1.0f : 0.0f, dx, (int)lddx);
         return LC_OK;
     }
-    int64_t tr = tile_rows(k);
+    /* Columns of dx (whole blocks of w) split statically over the threads: thread t owns
+     * dx[:, k0:k1), dequantises w[n0:n0+nt, k0:k1) tile by tile and adds dy[:, n0:n0+nt] times it
+     * with a single-threaded sgemm, in tile order, so no two threads write the same element and the
+     * sums do not depend on scheduling. */
+    const lc_dtype_info *di = lc_dtype_get(w_type);
+    const int64_t bs = di->block_size, nblk = k / bs;
+    int nth = tile_threads(ctx, m * n * k / 64);
+    if (nth > nblk) nth = (int)nblk;
+    const int64_t kc_max = (nblk + nth - 1) / nth * bs;
+    int64_t tr = tile_rows(kc_max);
     if (tr > n) tr = n;
-    float *tile = scratch_f32((size_t)tr * (size_t)k);
-    if (!tile) return lc_error(LC_ERR_NOMEM, "cpu matmul_dyW: no memory for a %lld x %lld dequantisation tile", (long long)tr, (long long)k);
-    for (int64_t n0 = 0; n0 < n && st == LC_OK; n0 += tr) {
-        int64_t nt = n - n0 < tr ? n - n0 : tr;
-        st = dequant_tile(tile, w, w_type, w_nb1, n0, nt, k);
-        if (st == LC_OK)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)k, (int)nt, 1.0f, dy + n0, (int)lddy,
-                        tile, (int)k, (n0 == 0 && !accumulate) ? 0.0f : 1.0f, dx, (int)lddx);
+    float *tiles = scratch_f32((size_t)nth * (size_t)tr * (size_t)kc_max);
+    if (!tiles) return lc_error(LC_ERR_NOMEM, "cpu matmul_dyW: no memory for %d %lld x %lld dequantisation tiles", nth, (long long)tr, (long long)kc_max);
+    int bad = 0;
+#pragma omp parallel num_threads(nth)
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num(), nt_ = omp_get_num_threads();
+#else
+        const int tid = 0, nt_ = 1;
+#endif
+        const int64_t b0 = nblk * tid / nt_, b1 = nblk * (tid + 1) / nt_, k0 = b0 * bs, kc = (b1 - b0) * bs;
+        float *tile = tiles + (size_t)tid * (size_t)tr * (size_t)kc_max;
+        bool ok = true;
+        for (int64_t n0 = 0; n0 < n && kc > 0 && ok; n0 += tr) {
+            const int64_t nt = n - n0 < tr ? n - n0 : tr;
+            for (int64_t r = 0; r < nt && ok; r++)
+                ok = lc_dequantize_row(w_type, (const char *)w + (size_t)(n0 + r) * w_nb1 + (size_t)b0 * di->type_size,
+                                       tile + (size_t)r * (size_t)kc, kc) == LC_OK;
+            if (ok)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)kc, (int)nt, 1.0f, dy + n0, (int)lddy,
+                            tile, (int)kc, (n0 == 0 && !accumulate) ? 0.0f : 1.0f, dx + k0, (int)lddx);
+        }
+        if (!ok) {
+#pragma omp atomic write
+            bad = 1;
+        }
     }
-    free(tile);
-    return st;
+    free(tiles);
+    if (bad)
+        return lc_error(LC_ERR_DTYPE, "cpu matmul_dyW: could not dequantise %s rows of length %lld", lc_dtype_name(w_type),
+                        (long long)k);
+    return LC_OK;
 }
 
 /* ---- mul_mat ---------------------------------------------------------------------------------- */
@@ -550,12 +952,12 @@ lc_status lc_cpu_op_lora_merge(lc_cpu_ctx *ctx, const lc_node *node) {
     if (!tile) return lc_error(LC_ERR_NOMEM, "cpu lora_merge: no memory for a %lld x %lld tile", (long long)tr, (long long)in);
     for (int64_t o0 = 0; o0 < out && st == LC_OK; o0 += tr) {
         int64_t nt = out - o0 < tr ? out - o0 : tr;
-        st = dequant_tile(tile, w.data, w.type, w.nb1, o0, nt, in);
+        st = dequant_tile(ctx, tile, w.data, w.type, w.nb1, o0, nt, in);
         if (st != LC_OK) break;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nt, (int)in, (int)r, s, f32(&b) + o0 * ld_f32(&b),
                     ld_f32(&b), f32(&a), ld_f32(&a), 1.0f, tile, (int)in);
         const bool half = w.type == LC_F16;
-        for (int64_t o = 0; o < nt; o++) { /* serial, like dequant_tile */
+        for (int64_t o = 0; o < nt; o++) { /* serial */
             uint16_t *row = (uint16_t *)((char *)w.data + (size_t)(o0 + o) * w.nb1);
             const float *src = tile + o * in;
             for (int64_t i = 0; i < in; i++) row[i] = half ? lc_fp32_to_fp16(src[i]) : lc_fp32_to_bf16(src[i]);
