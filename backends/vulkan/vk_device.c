@@ -322,6 +322,9 @@ lc_status vk_device_create(vk_ctx *c) {
     if (c->driver_id == VK_DRIVER_ID_MESA_LLVMPIPE || strncmp(c->props.deviceName, "llvmpipe", 8) == 0)
         c->loop_cap = 60000;
 
+    if (c->props.limits.maxPerStageDescriptorStorageBuffers < 5)
+        return lc_error(LC_ERR_UNSUPPORTED, "vulkan: %s allows only %u storage buffers per shader stage; lorac's kernels "
+                        "bind up to 5", c->label, c->props.limits.maxPerStageDescriptorStorageBuffers);
     int fam = compute_family(pd);
     if (fam < 0) return lc_error(LC_ERR_NO_DEVICE, "vulkan: %s has no compute queue", c->label);
     c->queue_family = (uint32_t)fam;

@@ -363,6 +363,13 @@ VK_OP_DECL(attention) VK_OP_DECL(attention_back)
 VK_OP_DECL(cross_entropy) VK_OP_DECL(cross_entropy_back)
 #undef VK_OP_DECL
 
+/* vk_ops_elementwise.c: reduce partial sums part[chunks][m] (a scratch range, F32) over the chunks
+ * in order into `out` [m] (a binding with element offset out_off), adding to it when accum.
+ * Levels of at most VK_REDUCE_GROUP chunks keep every invocation's loop short. */
+#define VK_REDUCE_GROUP 2048
+lc_status vk_reduce_partials(vk_ctx *c, vk_buf *part, VkDeviceSize part_off, uint32_t m, uint32_t chunks,
+                             const vk_bind *out, uint32_t out_off, bool accum, const char *op);
+
 /* Shared checks for op files: a present, allocated tensor of dtype `dt` whose rows are packed
  * (nb[1] = row size, dims 2 and 3 packed); error names op and field. */
 lc_status vk_need(const lc_tensor *t, int dt, const char *op, const char *field);

@@ -3,9 +3,10 @@
  * evaluation order: backends/cpu/ops_elementwise.c (shaders/activation.glsl mirrors them).
  *
  * Shaders: binary.comp (add / mul forward and the da part of their backward), bcast_reduce.comp
- * + sum_partials.comp (the gradient of a broadcast operand, in fixed chunks of at most
- * BCAST_CHUNK repeats summed in order, then the chunks in order: bitwise reproducible and with a
- * float error that does not grow with the number of repeats), unary.comp, glu.comp.
+ * + sum_partials.comp (the gradient of a broadcast operand, in fixed chunks of BCAST_CHUNK
+ * repeats summed in order, then the chunks in order, in levels of VK_REDUCE_GROUP: bitwise
+ * reproducible, with a float error that grows slowly with the number of repeats and loops
+ * bounded for llvmpipe), unary.comp, glu.comp.
  * Tensors must be contiguous F32. Backward nodes: src[0..3] forward inputs, src[6] dL/dy,
  * dst[i] gradient of src[i] or NULL, accum bit i adds into dst[i].
  */
@@ -62,13 +63,45 @@ static lc_status binary_fwd(vk_ctx *c, const lc_node *node, bool is_mul) {
     return dispatch_binary(c, bd, &pc, is_mul ? 1u : 0u, false);
 }
 
+lc_status vk_reduce_partials(vk_ctx *c, vk_buf *part, VkDeviceSize part_off, uint32_t m, uint32_t chunks,
+                             const vk_bind *out, uint32_t out_off, bool accum, const char *op) {
+    lc_status st;
+    for (;;) {
+        const uint32_t rows = (chunks + VK_REDUCE_GROUP - 1) / VK_REDUCE_GROUP;
+        vk_bind b[2];
+        struct { uint32_t part_off, m, chunks, group, out_off, accum; } pc = {.m = m, .chunks = chunks,
+                                                                              .group = VK_REDUCE_GROUP};
+        if ((st = vk_bind_range(c, part, part_off, (VkDeviceSize)chunks * m * 4, false, op, &b[0], &pc.part_off, 4)) !=
+            LC_OK)
+            return st;
+        vk_buf *nb = NULL;
+        VkDeviceSize no = 0;
+        if (rows == 1) {
+            b[1] = *out;
+            pc.out_off = out_off;
+            pc.accum = accum ? 1u : 0u;
+        } else {
+            if ((st = vk_scratch(c, (VkDeviceSize)rows * m * 4, &nb, &no)) ||
+                (st = vk_bind_range(c, nb, no, (VkDeviceSize)rows * m * 4, true, op, &b[1], &pc.out_off, 4)))
+                return st;
+        }
+        if ((st = vk_dispatch(c, VK_PIPE_SUM_PARTIALS, NULL, b, 2, &pc, sizeof pc, vk_groups(c, m, 256), rows, 1)) != LC_OK)
+            return st;
+        if (rows == 1) return LC_OK;
+        part = nb;
+        part_off = no;
+        chunks = rows;
+    }
+    return LC_OK;
+}
+
 /* db [m0, m1] (+)= sum over the repeats of dy (* a). */
 static lc_status bcast_grad(vk_ctx *c, const char *op, const lc_tensor *dy, const lc_tensor *a, const lc_tensor *db,
                             const bcast *g, bool accum) {
     const int64_t mb = g->m0 * g->m1, reps = (g->n0 / g->m0) * (g->n1 / g->m1);
     int64_t per = BCAST_CHUNK;
     int64_t chunks = (reps + per - 1) / per;
-    while (chunks > 4096) { /* sum_partials loops over the chunks */
+    while (chunks > 65535) { /* the grid's y dimension; per stays far below the loop limit */
         per *= 2;
         chunks = (reps + per - 1) / per;
     }
@@ -95,11 +128,7 @@ static lc_status bcast_grad(vk_ctx *c, const char *op, const lc_tensor *dy, cons
     if ((st = vk_scratch(c, bytes, &sb, &so)) || (st = vk_bind_range(c, sb, so, bytes, true, op, &bd[2], &pc.out_off, 4)))
         return st;
     if ((st = vk_dispatch(c, VK_PIPE_BCAST_REDUCE, NULL, bd, 3, &pc, sizeof pc, gx, u32(chunks), 1)) != LC_OK) return st;
-    vk_bind b2[2] = {bd[2], ob};
-    b2[0].write = false;
-    struct { uint32_t part_off, m, chunks, out_off, accum; } p2 = {pc.out_off, u32(mb), u32(chunks), o_off,
-                                                                    accum ? 1u : 0u};
-    return vk_dispatch(c, VK_PIPE_SUM_PARTIALS, NULL, b2, 2, &p2, sizeof p2, vk_groups(c, (uint64_t)mb, 256), 1, 1);
+    return vk_reduce_partials(c, sb, so, u32(mb), u32(chunks), &ob, o_off, accum, op);
 }
 
 static lc_status binary_back(vk_ctx *c, const lc_node *node, bool is_mul) {

@@ -129,7 +129,7 @@ lc_status vk_op_rms_norm_back(vk_ctx *c, const lc_node *node) {
 
     /* dweight: chunks of DW_CHUNK groups summed in order, then the chunks in order */
     int64_t per = DW_CHUNK, chunks = (p.n_groups + per - 1) / per;
-    while (chunks > 4096) { /* sum_partials loops over the chunks */
+    while (chunks > 65535) { /* the grid's y dimension */
         per *= 2;
         chunks = (p.n_groups + per - 1) / per;
     }
@@ -155,10 +155,7 @@ lc_status vk_op_rms_norm_back(vk_ctx *c, const lc_node *node) {
     if ((st = vk_scratch(c, pbytes, &pb, &po)) || (st = vk_bind_range(c, pb, po, pbytes, true, op, &d[3], &q.out_off, 4)))
         return st;
     if ((st = vk_dispatch(c, VK_PIPE_RMS_NORM_DW, NULL, d, 4, &q, sizeof q, gx, u32(chunks), 1)) != LC_OK) return st;
-    vk_bind s2[2] = {d[3], ob};
-    s2[0].write = false;
-    struct { uint32_t part_off, m, chunks, out_off, accum; } p2 = {q.out_off, u32(p.g), u32(chunks), o_off, acc ? 1u : 0u};
-    return vk_dispatch(c, VK_PIPE_SUM_PARTIALS, NULL, s2, 2, &p2, sizeof p2, vk_groups(c, (uint64_t)p.g, 256), 1, 1);
+    return vk_reduce_partials(c, pb, po, u32(p.g), u32(chunks), &ob, o_off, acc, op);
 }
 
 /* ---- rope ------------------------------------------------------------------------------------ */

@@ -22,12 +22,15 @@ void main() {
     uint jb = el / pc.m0, ib = el - jb * pc.m0;
     uint reps0 = pc.n0 / pc.m0, reps = reps0 * (pc.n1 / pc.m1);
     uint q0 = chunk * pc.per_chunk, q1 = min(q0 + pc.per_chunk, reps);
-    float s = 0.0;
+    precise float s = 0.0, comp = 0.0; // Kahan: the repeats may cancel (random-sign gradients)
     for (uint q = q0; q < q1; q++) {
         uint r = q / reps0, i0 = q - r * reps0;
         uint e = (r * pc.m1 + jb) * pc.n0 + i0 * pc.m0 + ib;
         precise float t = pc.use_a != 0u ? dy[pc.dy_off + e] * a[pc.a_off + e] : dy[pc.dy_off + e];
-        s += t;
+        precise float yk = t - comp;
+        precise float tk = s + yk;
+        comp = (tk - s) - yk;
+        s = tk;
     }
     uint o = pc.out_off + chunk * mb + el;
     outv[o] = pc.accum != 0u ? outv[o] + s : s;

@@ -14,11 +14,14 @@ void main() {
     if (k >= pc.g) return;
     uint chunk = gl_WorkGroupID.y;
     uint q0 = chunk * pc.per_chunk, q1 = min(q0 + pc.per_chunk, pc.n_groups);
-    float s = 0.0;
+    precise float s = 0.0, comp = 0.0; // Kahan summation
     for (uint q = q0; q < q1; q++) {
         uint e = q * pc.g + k;
         precise float t = dy[pc.dy_off + e] * x[pc.x_off + e] * rbuf[pc.r_off + q];
-        s += t;
+        precise float yk = t - comp;
+        precise float tk = s + yk;
+        comp = (tk - s) - yk;
+        s = tk;
     }
     uint o = pc.out_off + chunk * pc.g + k;
     outv[o] = pc.accum != 0u ? outv[o] + s : s;
