@@ -231,53 +231,11 @@ static bool cpu_weight_dtype(lc_dtype t) {
     }
 }
 
-static bool cpu_float_dtype(lc_dtype t) { return t == LC_F32 || t == LC_F16 || t == LC_BF16; }
-
-/* Whether tensor slot `slot` (src when !is_dst, else dst) of `op` may hold dtype `t`. */
-static bool cpu_slot_dtype_ok(lc_op op, bool is_dst, int slot, lc_dtype t) {
-    if (is_dst) {
-        switch (op) {
-        case LC_OP_CPY: return slot == 0 && cpu_float_dtype(t);
-        case LC_OP_LORA_MERGE: return slot == 0 && cpu_float_dtype(t);
-        default: return t == LC_F32; /* outputs and gradients are F32 */
-        }
-    }
-    switch (op) {
-    case LC_OP_GET_ROWS:
-    case LC_OP_GET_ROWS_BACK:
-        if (slot == 0) return cpu_weight_dtype(t);
-        if (slot == 1) return t == LC_I32;
-        return t == LC_F32;
-    case LC_OP_MUL_MAT:
-    case LC_OP_LORA:
-    case LC_OP_MUL_MAT_BACK:
-    case LC_OP_LORA_BACK:
-        return slot == 1 ? cpu_weight_dtype(t) : t == LC_F32;
-    case LC_OP_DEQUANTIZE:
-        return slot == 0 ? cpu_weight_dtype(t) : t == LC_F32;
-    case LC_OP_CPY:
-        return slot == 0 ? cpu_float_dtype(t) : t == LC_F32;
-    case LC_OP_LORA_MERGE:
-        return slot == 0 ? cpu_float_dtype(t) : t == LC_F32;
-    case LC_OP_CROSS_ENTROPY:
-    case LC_OP_CROSS_ENTROPY_BACK:
-    case LC_OP_ROPE:
-    case LC_OP_ROPE_BACK:
-        return slot == 1 ? t == LC_I32 : t == LC_F32;
-    default:
-        return t == LC_F32;
-    }
-}
-
 static bool cpu_supports(void *ctx, const lc_node *node) {
     (void)ctx;
     if (!node || (int)node->op <= (int)LC_OP_NONE || (int)node->op >= (int)LC_OP_COUNT) return false;
     if (!cpu_kernels[node->op]) return false;
-    for (int i = 0; i < LC_MAX_SRC; i++)
-        if (node->src[i] && !cpu_slot_dtype_ok(node->op, false, i, node->src[i]->dtype)) return false;
-    for (int i = 0; i < LC_MAX_DST; i++)
-        if (node->dst[i] && !cpu_slot_dtype_ok(node->op, true, i, node->dst[i]->dtype)) return false;
-    return true;
+    return lc_node_dtypes_ok(node, cpu_weight_dtype);
 }
 
 /* ---- run ------------------------------------------------------------------------------------ */

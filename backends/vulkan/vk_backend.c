@@ -360,46 +360,10 @@ static const vk_op_fn vk_ops[LC_OP_COUNT] = {
 };
 
 static bool weight_dtype(lc_dtype t) { return t != LC_I32 && vk_dtype_block((int)t, NULL, NULL); }
-static bool float_dtype(lc_dtype t) { return t == LC_F32 || t == LC_F16 || t == LC_BF16; }
-
-/* Whether slot `slot` (src when !is_dst) of `op` may hold dtype t (as the CPU backend). */
-static bool slot_dtype_ok(lc_op op, bool is_dst, int slot, lc_dtype t) {
-    if (is_dst) {
-        switch (op) {
-        case LC_OP_CPY:
-        case LC_OP_LORA_MERGE: return slot == 0 && float_dtype(t);
-        default: return t == LC_F32;
-        }
-    }
-    switch (op) {
-    case LC_OP_GET_ROWS:
-    case LC_OP_GET_ROWS_BACK:
-        if (slot == 0) return weight_dtype(t);
-        if (slot == 1) return t == LC_I32;
-        return t == LC_F32;
-    case LC_OP_MUL_MAT:
-    case LC_OP_LORA:
-    case LC_OP_MUL_MAT_BACK:
-    case LC_OP_LORA_BACK: return slot == 1 ? weight_dtype(t) : t == LC_F32;
-    case LC_OP_DEQUANTIZE: return slot == 0 ? weight_dtype(t) : t == LC_F32;
-    case LC_OP_CPY:
-    case LC_OP_LORA_MERGE: return slot == 0 ? float_dtype(t) : t == LC_F32;
-    case LC_OP_CROSS_ENTROPY:
-    case LC_OP_CROSS_ENTROPY_BACK:
-    case LC_OP_ROPE:
-    case LC_OP_ROPE_BACK: return slot == 1 ? t == LC_I32 : t == LC_F32;
-    default: return t == LC_F32;
-    }
-}
-
 static bool vkb_supports(void *ctx, const lc_node *node) {
     (void)ctx;
     if (!node || (int)node->op <= (int)LC_OP_NONE || (int)node->op >= (int)LC_OP_COUNT || !vk_ops[node->op]) return false;
-    for (int i = 0; i < LC_MAX_SRC; i++)
-        if (node->src[i] && !slot_dtype_ok(node->op, false, i, node->src[i]->dtype)) return false;
-    for (int i = 0; i < LC_MAX_DST; i++)
-        if (node->dst[i] && !slot_dtype_ok(node->op, true, i, node->dst[i]->dtype)) return false;
-    return true;
+    return lc_node_dtypes_ok(node, weight_dtype);
 }
 
 static lc_status vkb_compute(void *ctx, lc_node *const *nodes, int n) {

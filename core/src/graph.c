@@ -837,3 +837,37 @@ void lc_graph_set_adamw(lc_graph *g, float lr, int t, float grad_scale) {
         n->fp[5] = grad_scale;
     }
 }
+
+static bool float_dtype(lc_dtype t) { return t == LC_F32 || t == LC_F16 || t == LC_BF16; }
+
+static bool slot_dtype_ok(lc_op op, bool is_dst, int slot, lc_dtype t, bool (*weight_ok)(lc_dtype)) {
+    if (is_dst) {
+        if (op == LC_OP_CPY || op == LC_OP_LORA_MERGE) return slot == 0 && float_dtype(t);
+        return t == LC_F32; /* outputs and gradients are F32 */
+    }
+    switch (op) {
+    case LC_OP_GET_ROWS:
+    case LC_OP_GET_ROWS_BACK: return slot == 0 ? weight_ok(t) : slot == 1 ? t == LC_I32 : t == LC_F32;
+    case LC_OP_MUL_MAT:
+    case LC_OP_LORA:
+    case LC_OP_MUL_MAT_BACK:
+    case LC_OP_LORA_BACK: return slot == 1 ? weight_ok(t) : t == LC_F32;
+    case LC_OP_DEQUANTIZE: return slot == 0 ? weight_ok(t) : t == LC_F32;
+    case LC_OP_CPY:
+    case LC_OP_LORA_MERGE: return slot == 0 ? float_dtype(t) : t == LC_F32;
+    case LC_OP_CROSS_ENTROPY:
+    case LC_OP_CROSS_ENTROPY_BACK:
+    case LC_OP_ROPE:
+    case LC_OP_ROPE_BACK: return slot == 1 ? t == LC_I32 : t == LC_F32;
+    default: return t == LC_F32;
+    }
+}
+
+bool lc_node_dtypes_ok(const lc_node *node, bool (*weight_ok)(lc_dtype)) {
+    if (!node || !weight_ok || (int)node->op <= (int)LC_OP_NONE || (int)node->op >= (int)LC_OP_COUNT) return false;
+    for (int i = 0; i < LC_MAX_SRC; i++)
+        if (node->src[i] && !slot_dtype_ok(node->op, false, i, node->src[i]->dtype, weight_ok)) return false;
+    for (int i = 0; i < LC_MAX_DST; i++)
+        if (node->dst[i] && !slot_dtype_ok(node->op, true, i, node->dst[i]->dtype, weight_ok)) return false;
+    return true;
+}

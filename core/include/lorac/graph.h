@@ -244,6 +244,13 @@ int lc_graph_params(const lc_graph *g, lc_tensor **out, int max);
 uint64_t lc_graph_arena_bytes(const lc_graph *g);
 uint64_t lc_graph_unplanned_bytes(const lc_graph *g);
 
+/* Whether every tensor of `node` has a dtype its op allows (the op table above): weight slots
+ * (GET_ROWS / GET_ROWS_BACK and DEQUANTIZE src0, MUL_MAT / LORA and their backward src1) accept
+ * the dtypes for which `weight_ok` returns true (the ones a backend's kernels decode); CPY and
+ * LORA_MERGE src0 and dst0 are F32/F16/BF16; GET_ROWS ids (src1), ROPE positions and
+ * CROSS_ENTROPY labels (src1) are I32; every other slot is F32. Backends call it from supports(). */
+bool lc_node_dtypes_ok(const lc_node *node, bool (*weight_ok)(lc_dtype));
+
 /* Run a single node immediately on `dev` (used by one-off operations such as merge). */
 lc_status lc_device_run_node(lc_device *dev, const lc_node *node);
 
