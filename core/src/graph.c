@@ -138,6 +138,8 @@ void lc_graph_free(lc_graph *g) {
     free(g->tensors);
     free(g->marks);
     free(g->params);
+    free(g->rc_copy);
+    free(g->rc_orig);
     free(g);
 }
 
@@ -190,6 +192,45 @@ void lc_graph_set_output(lc_graph *g, lc_tensor *t) {
     t->flags |= LC_TENSOR_OUTPUT;
     g->marks[t->id] |= LC_MARK_PERSISTENT;
 }
+
+/* ---- activation recomputation marks (the copies are made by graph_backward.c) ------------- */
+
+void lc_graph_set_recompute(lc_graph *g, bool on) {
+    if (!g) return;
+    if (g->planned || g->has_backward) {
+        lc_graph_fail_(g, LC_ERR_STATE, "lc_graph_set_recompute: the graph already has %s; set recompute before "
+                       "lc_graph_backward", g->planned ? "been planned" : "its backward pass");
+        return;
+    }
+    g->recompute = on;
+}
+
+bool lc_graph_recompute(const lc_graph *g) { return g && g->recompute; }
+
+lc_tensor *lc_graph_checkpoint(lc_graph *g, lc_tensor *t) {
+    if (!g || !t) return t;
+    if (g->planned || g->has_backward) {
+        lc_graph_fail_(g, LC_ERR_STATE, "lc_graph_checkpoint(%s): the graph already has %s; mark checkpoints while "
+                       "building the forward pass", t->name, g->planned ? "been planned" : "its backward pass");
+        return NULL;
+    }
+    if (t->graph != g || !t->producer) {
+        lc_graph_fail_(g, LC_ERR_INVALID_ARG, "lc_graph_checkpoint(%s): a checkpoint must be the output of a node of "
+                       "this graph, not a leaf or another graph's tensor", t->name);
+        return NULL;
+    }
+    g->marks[t->id] |= LC_MARK_CHECKPOINT;
+    return t;
+}
+
+const lc_node *lc_graph_recompute_source(const lc_graph *g, const lc_node *n) {
+    if (!g || !n) return NULL;
+    for (int i = 0; i < g->n_rc; i++)
+        if (g->rc_copy[i] == n) return g->rc_orig[i];
+    return NULL;
+}
+
+int lc_graph_n_recomputed(const lc_graph *g) { return g ? g->n_rc : 0; }
 
 /* ---- builder checks ----------------------------------------------------------------------- */
 
@@ -774,6 +815,15 @@ lc_status lc_graph_compute(lc_graph *g) {
     if (!g->planned) return lc_error(LC_ERR_STATE, "lc_graph_compute: call lc_graph_plan first");
     lc_device *dev = g->dev;
     char msg[1024];
+    /* Recompute copies first (their parameters feed the backward nodes that read them). */
+    for (int i = 0; i < g->n_rc; i++) {
+        lc_node *c = g->rc_copy[i];
+        const lc_node *f = g->rc_orig[i];
+        memcpy(c->ip, f->ip, sizeof c->ip);
+        memcpy(c->fp, f->fp, sizeof c->fp);
+        c->seed = f->seed;
+        c->rng_step = f->rng_step;
+    }
     /* Backward nodes carry the forward node's parameters; re-copy them so that a caller who
      * changes a forward node after lc_graph_backward (e.g. the cross-entropy denominator fp[0]
      * of each micro-batch, through lc_tensor_node) gets a consistent backward pass. */

@@ -16,6 +16,18 @@
  * Not differentiable (no gradient flows through them): FILL, DEQUANTIZE, CPY, SUM_SQ and the
  * in-place ADAMW / LORA_MERGE; auxiliary outputs (dst1: LORA u, ATTENTION lse, CROSS_ENTROPY lse)
  * carry no gradient either.
+ *
+ * Recomputation (lc_graph_set_recompute; Chen et al. 2016, arXiv:1604.06174): the checkpoint
+ * tensors cut the forward nodes into segments (segment j ends with checkpoint j's producer; the
+ * nodes after the last checkpoint are the tail, never recomputed). When the reverse walk enters
+ * segment j it first appends copies of the segment's nodes that are
+ *   dep:  copyable (produce all their outputs, none persistent, no in-place memory read) and read
+ *         a checkpoint or the output of a dep node of the same segment, and
+ *   need: read by a gradient node of the segment (src[0..3], dst0, dst1 of its forward node) or
+ *         by another needed copy,
+ * in forward order, with sources remapped to earlier copies; the segment's gradient nodes then
+ * read the copies (rc[] maps an original tensor to its copy). Gradients stay keyed by the
+ * original tensors. Checkpoints and persistent tensors are never remapped.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +83,12 @@ typedef struct bw_state {
     bool *hp;         /* phase 1: parameter receives a gradient [n_params] */
     lc_tensor **gt;   /* phase 2: gradient tensor of graph-owned tensors [nt] */
     lc_tensor **gp;   /* phase 2: gradient tensor of parameters [n_params] */
+    /* recomputation only (NULL otherwise) */
+    int *seg_lo;      /* [n_fwd]: first node of the segment node i ends, -1 when i ends none */
+    bool *dep, *need; /* [n_fwd] scratch of recompute_segment */
+    lc_tensor **rc;   /* [nt]: recomputed copy of a forward tensor, or NULL */
+    lc_tensor **inplace; /* tensors some node writes in place */
+    int n_inplace;
 } bw_state;
 
 static int param_index(const lc_graph *g, const lc_tensor *t) {
@@ -167,6 +185,167 @@ static bool mark_reach(bw_state *s, lc_tensor *out, int n_fwd) {
     return false;
 }
 
+/* ---- recomputation ------------------------------------------------------------------------ */
+
+/* Whether forward node n gets a gradient node (same test as emit). */
+static bool emits(const bw_state *s, const lc_node *n) {
+    uint32_t slots = diff_slots(n->op);
+    if (!slots || !n->dst[0] || n->dst[0]->graph != s->g || !s->hg[n->dst[0]->id]) return false;
+    for (int k = 0; k < LC_MAX_DST && k < LC_MAX_SRC; k++)
+        if ((slots & (1u << k)) && requires_grad(s, n->src[k])) return true;
+    return false;
+}
+
+static bool persistent_t(const lc_graph *g, const lc_tensor *t) {
+    return (g->marks[t->id] & LC_MARK_PERSISTENT) || (t->flags & (LC_TENSOR_INPUT | LC_TENSOR_OUTPUT));
+}
+
+/* Forward tensor that keeps its own memory through the backward pass: never copied. */
+static bool kept_t(const bw_state *s, const lc_tensor *t) {
+    return persistent_t(s->g, t) || (s->g->marks[t->id] & LC_MARK_CHECKPOINT);
+}
+
+/* `t` is (a view of the memory of) a tensor some node writes in place. */
+static bool written_in_place(const bw_state *s, const lc_tensor *t) {
+    for (int i = 0; i < s->n_inplace; i++) {
+        const lc_tensor *w = s->inplace[i];
+        if (w == t) return true;
+        if (t->graph != s->g && w->graph != s->g && t->buffer && t->buffer == w->buffer) return true;
+    }
+    return false;
+}
+
+static bool copyable(const bw_state *s, const lc_node *n) {
+    if (n->op == LC_OP_NONE || n->op == LC_OP_ADAMW || n->op == LC_OP_LORA_MERGE || !n->dst[0]) return false;
+    for (int k = 0; k < LC_MAX_DST; k++) {
+        const lc_tensor *t = n->dst[k];
+        if (t && (t->graph != s->g || t->producer != n || t->id >= s->nt || persistent_t(s->g, t))) return false;
+    }
+    for (int k = 0; k < LC_MAX_SRC; k++)
+        if (n->src[k] && written_in_place(s, n->src[k])) return false;
+    return true;
+}
+
+/* The tensor gradient nodes and copies read in place of forward tensor t. */
+static lc_tensor *mapped(const bw_state *s, lc_tensor *t) {
+    if (s->rc && t && t->graph == s->g && t->id < s->nt && s->rc[t->id]) return s->rc[t->id];
+    return t;
+}
+
+/* Mark the producer of t needed when it is a dep node of segment [lo, hi] and t is not kept. */
+static void need_t(bw_state *s, const lc_tensor *t, int lo, int hi) {
+    if (!t || t->graph != s->g || t->id >= s->nt || !t->producer || kept_t(s, t)) return;
+    int p = t->producer->index;
+    if (p >= lo && p <= hi && s->dep[p]) s->need[p] = true;
+}
+
+static bool note_copy(lc_graph *g, lc_node *copy, lc_node *orig) {
+    if (g->n_rc + 1 > g->cap_rc) {
+        int nc = g->cap_rc ? g->cap_rc * 2 : 64;
+        lc_node **a = realloc(g->rc_copy, (size_t)nc * sizeof *a);
+        if (!a) return false;
+        g->rc_copy = a;
+        lc_node **b = realloc(g->rc_orig, (size_t)nc * sizeof *b);
+        if (!b) return false;
+        g->rc_orig = b;
+        g->cap_rc = nc;
+    }
+    g->rc_copy[g->n_rc] = copy;
+    g->rc_orig[g->n_rc] = orig;
+    g->n_rc++;
+    return true;
+}
+
+/* Append the copies of segment [lo, hi] (forward node indices) that its gradient nodes need. */
+static lc_status recompute_segment(bw_state *s, int lo, int hi) {
+    lc_graph *g = s->g;
+    for (int i = lo; i <= hi; i++) {
+        s->dep[i] = s->need[i] = false;
+        const lc_node *n = g->nodes[i];
+        if (!copyable(s, n)) continue;
+        for (int k = 0; k < LC_MAX_SRC && !s->dep[i]; k++) {
+            const lc_tensor *t = n->src[k];
+            if (!t || t->graph != g || t->id >= s->nt) continue;
+            if (g->marks[t->id] & LC_MARK_CHECKPOINT) {
+                s->dep[i] = true;
+            } else if (t->producer && !persistent_t(g, t)) {
+                int p = t->producer->index;
+                if (p >= lo && p < i && s->dep[p]) s->dep[i] = true;
+            }
+        }
+    }
+    for (int i = hi; i >= lo; i--) {
+        const lc_node *n = g->nodes[i];
+        if (emits(s, n)) {
+            for (int k = 0; k < 4; k++) need_t(s, n->src[k], lo, hi);
+            need_t(s, n->dst[0], lo, hi);
+            need_t(s, n->dst[1], lo, hi);
+        }
+        if (s->need[i])
+            for (int k = 0; k < LC_MAX_SRC; k++) need_t(s, n->src[k], lo, hi);
+    }
+    for (int i = lo; i <= hi; i++) {
+        if (!s->need[i]) continue;
+        lc_node *n = g->nodes[i];
+        lc_tensor *out[LC_MAX_DST] = {0};
+        for (int k = 0; k < LC_MAX_DST; k++) {
+            const lc_tensor *t = n->dst[k];
+            if (!t) continue;
+            char name[LC_NAME_MAX];
+            lc_graph_name_(name, t->name, ".rc");
+            out[k] = lc_graph_new_tensor_(g, t->dtype, LC_MAX_DIMS, t->ne, name);
+            if (!out[k]) return g->status;
+        }
+        lc_node *c = lc_graph_new_node_(g, n->op);
+        if (!c) return g->status;
+        if (!note_copy(g, c, n))
+            return lc_graph_fail_(g, LC_ERR_NOMEM, "lc_graph_backward: out of host memory recording a recompute copy");
+        for (int k = 0; k < LC_MAX_SRC; k++) c->src[k] = mapped(s, n->src[k]);
+        for (int k = 0; k < LC_MAX_DST; k++) {
+            if (!out[k]) continue;
+            c->dst[k] = out[k];
+            out[k]->producer = c;
+            if (!(g->marks[n->dst[k]->id] & LC_MARK_CHECKPOINT)) s->rc[n->dst[k]->id] = out[k];
+        }
+        c->accum = n->accum;
+        memcpy(c->ip, n->ip, sizeof c->ip);
+        memcpy(c->fp, n->fp, sizeof c->fp);
+        c->seed = n->seed;
+        c->rng_step = n->rng_step;
+    }
+    return LC_OK;
+}
+
+/* Segment boundaries and the in-place list for recomputation. */
+static lc_status recompute_init(bw_state *s, int n_fwd) {
+    lc_graph *g = s->g;
+    size_t nf = (size_t)(n_fwd ? n_fwd : 1);
+    s->seg_lo = malloc(nf * sizeof *s->seg_lo);
+    s->dep = calloc(nf, sizeof *s->dep);
+    s->need = calloc(nf, sizeof *s->need);
+    s->rc = calloc((size_t)(s->nt ? s->nt : 1), sizeof *s->rc);
+    s->inplace = calloc(nf * LC_MAX_DST, sizeof *s->inplace);
+    if (!s->seg_lo || !s->dep || !s->need || !s->rc || !s->inplace)
+        return lc_error(LC_ERR_NOMEM, "lc_graph_backward: out of host memory");
+    int prev = -1;
+    for (int i = 0; i < n_fwd; i++) {
+        const lc_node *n = g->nodes[i];
+        bool ends = false;
+        s->seg_lo[i] = -1;
+        for (int k = 0; k < LC_MAX_DST; k++) {
+            const lc_tensor *t = n->dst[k];
+            if (!t) continue;
+            if (t->producer != n) s->inplace[s->n_inplace++] = n->dst[k];
+            if (t->graph == g && t->id < s->nt && (g->marks[t->id] & LC_MARK_CHECKPOINT)) ends = true;
+        }
+        if (ends) {
+            s->seg_lo[i] = prev + 1;
+            prev = i;
+        }
+    }
+    return LC_OK;
+}
+
 /* Phase 2: emit the gradient nodes. */
 static lc_status emit(bw_state *s, lc_tensor *out, lc_tensor *seed, int n_fwd) {
     lc_graph *g = s->g;
@@ -183,6 +362,10 @@ static lc_status emit(bw_state *s, lc_tensor *out, lc_tensor *seed, int n_fwd) {
     }
     for (int i = n_fwd - 1; i >= 0; i--) {
         lc_node *n = g->nodes[i];
+        if (s->seg_lo && s->seg_lo[i] >= 0) {
+            lc_status st = recompute_segment(s, s->seg_lo[i], i);
+            if (st != LC_OK) return st;
+        }
         uint32_t slots = diff_slots(n->op);
         if (!slots || !n->dst[0] || n->dst[0]->graph != g || !s->hg[n->dst[0]->id]) continue;
         lc_tensor *dy = s->gt[n->dst[0]->id];
@@ -220,9 +403,9 @@ static lc_status emit(bw_state *s, lc_tensor *out, lc_tensor *seed, int n_fwd) {
         }
         lc_node *b = lc_graph_new_node_(g, back_op(n->op));
         if (!b) return g->status;
-        for (int k = 0; k < 4; k++) b->src[k] = n->src[k];
-        b->src[4] = n->dst[0];
-        b->src[5] = n->dst[1];
+        for (int k = 0; k < 4; k++) b->src[k] = mapped(s, n->src[k]);
+        b->src[4] = mapped(s, n->dst[0]);
+        b->src[5] = mapped(s, n->dst[1]);
         b->src[6] = dy;
         for (int k = 0; k < LC_MAX_DST; k++) {
             b->dst[k] = dst[k];
@@ -267,6 +450,7 @@ lc_status lc_graph_backward(lc_graph *g, lc_tensor *out, lc_tensor *seed) {
                       "differentiable ops", out->name);
         goto done;
     }
+    if (g->recompute && (st = recompute_init(&s, n_fwd)) != LC_OK) goto done;
     st = emit(&s, out, seed, n_fwd);
     if (st != LC_OK) goto done;
     for (int i = 0; i < s.nt; i++)
@@ -282,5 +466,10 @@ done:
     free(s.gt);
     free(s.hp);
     free(s.gp);
+    free(s.seg_lo);
+    free(s.dep);
+    free(s.need);
+    free(s.rc);
+    free(s.inplace);
     return st;
 }

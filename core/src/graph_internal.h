@@ -14,6 +14,7 @@
 enum {
     LC_MARK_PERSISTENT = 1u << 0, /* own memory, never reused: inputs, outputs, param grads, in-place targets */
     LC_MARK_PARAM_GRAD = 1u << 1, /* gradient of a PARAM leaf (zeroed by lc_graph_zero_grad) */
+    LC_MARK_CHECKPOINT = 1u << 2, /* lc_graph_checkpoint: kept activation, segment boundary */
 };
 
 /* Offsets in both planned buffers are multiples of this many bytes. */
@@ -25,6 +26,11 @@ struct lc_graph {
     char error[1024];   /* its message */
     bool planned;
     bool has_backward;
+    bool recompute;     /* lc_graph_set_recompute: lc_graph_backward recomputes segments */
+
+    /* Recompute copies appended by lc_graph_backward and the forward nodes they copy. */
+    lc_node **rc_copy, **rc_orig;
+    int n_rc, cap_rc;
 
     lc_node **nodes;    /* execution order */
     int n_nodes, cap_nodes;

@@ -587,6 +587,7 @@ lc_tensor *lc_model_build_(lc_graph *g, const lc_model *model, const lc_lora_set
 
     lc_tensor *x = lc_get_rows(g, model->token_embd, ids); /* [E, T] */
     if (c->embd_scale) x = lc_scale(g, x, sqrtf((float)c->n_embd));
+    x = lc_graph_checkpoint(g, x); /* layer 0's input: layer 0 is recomputed from it too */
     for (int il = 0; il < c->n_layer; il++) {
         const lc_layer_weights *L = &model->layers[il];
         const bool local = lc_model_layer_is_local(c, il);
@@ -624,7 +625,9 @@ lc_tensor *lc_model_build_(lc_graph *g, const lc_model *model, const lc_lora_set
         lc_tensor *act = c->act == LC_ACT_GELU_TANH ? lc_geglu(g, gate, up) : lc_swiglu(g, gate, up);
         lc_tensor *f = project(g, model, lora, act, il, LC_MOD_FFN_DOWN, NULL, dropout);
         if (c->post_norms) f = lc_rms_norm(g, f, L->post_ffw_norm, 0, eps);
-        x = lc_add(g, x, f);
+        /* The residual stream after each layer is a checkpoint: with lc_graph_set_recompute the
+         * backward pass recomputes one layer at a time from it (lorac/graph.h). */
+        x = lc_graph_checkpoint(g, lc_add(g, x, f));
     }
     /* get_rows on the hidden state [E, T] (an F32 "table" of T columns) keeps only the columns
      * whose logits are wanted, so the [n_vocab, E] output projection runs for them alone. */

@@ -165,6 +165,51 @@ lc_tensor *lc_graph_input(lc_graph *g, lc_dtype dtype, int64_t ne0, int64_t ne1,
 /* Mark a node output the host will read after compute (its memory is not reused). */
 void lc_graph_set_output(lc_graph *g, lc_tensor *t);
 
+/* ---- activation recomputation (gradient checkpointing) ---------------------------------
+ * Chen, Xu, Zhang, Guestrin, "Training Deep Nets with Sublinear Memory Cost" (arXiv:1604.06174,
+ * 2016); the per-layer scheme of torch.utils.checkpoint. With recompute on, lc_graph_backward
+ * splits the forward nodes at the checkpoint tensors into segments: segment j is the nodes after
+ * checkpoint j-1's producer up to and including checkpoint j's producer; the nodes after the last
+ * checkpoint (logits, loss) form the tail. Walking backwards, just before the gradient nodes of
+ * segment j (never the tail), it appends copies of the segment's forward nodes that its gradient
+ * nodes need (directly or through other copies) and that depend, inside the segment, on an
+ * earlier checkpoint; the copies read the kept checkpoints, and the gradient nodes read the
+ * copies' outputs instead of the originals. The original intermediate activations then die after
+ * their last forward use, so the planned arena holds about one segment's activations plus the
+ * checkpoints instead of every layer's. Not recomputed (read as they are): nodes that do not
+ * depend on a checkpoint (weights, dequantised weights, FILL, anything computed from graph
+ * inputs only), nodes with a persistent or graph-input output (lc_graph_set_output, lc_graph_input),
+ * in-place nodes (lc_cpy_into), nodes reading memory that a node of the graph writes in place
+ * (lc_cpy_into's dst or another view of its buffer: a later read could see other values), and
+ * the checkpoints themselves. A copy is an ordinary node with the original's op, ip, fp, seed and rng_step (so a
+ * LORA copy draws the same dropout mask); lc_graph_set_step updates copies too, and
+ * lc_graph_compute re-copies ip, fp, seed and rng_step from the original before every run, so
+ * changing a forward node through lc_tensor_node after lc_graph_backward reaches its copy. Same
+ * ops on the same inputs: losses and gradients equal those without recompute (bit-identical on a
+ * deterministic backend). Cost: about one extra forward pass per step. */
+
+/* Turn recomputation on or off for `g` (default off). Call it before lc_graph_backward (right
+ * after lc_graph_new is the intended place); LC_ERR_STATE is recorded on the graph when the
+ * backward pass was already built or the graph is planned. NULL g is a no-op. */
+void lc_graph_set_recompute(lc_graph *g, bool on);
+/* Whether recomputation is on (false for NULL). */
+bool lc_graph_recompute(const lc_graph *g);
+
+/* Mark `t`, the output of a node of `g` (any shape and dtype), as a checkpoint: a kept activation
+ * and a segment boundary (typically each transformer layer's output, the residual stream
+ * [n_embd, T]). Returns t. The mark is always recorded but only used by lc_graph_backward when
+ * recompute is on, so calling it with recompute off changes nothing. Marking twice is harmless.
+ * A NULL t returns NULL (a builder chain stays checkable once at the end). Errors (recorded on
+ * the graph, NULL returned): LC_ERR_INVALID_ARG when t is a leaf or belongs to another graph,
+ * LC_ERR_STATE after lc_graph_backward or lc_graph_plan. */
+lc_tensor *lc_graph_checkpoint(lc_graph *g, lc_tensor *t);
+
+/* The forward node that node `n` of g recomputes, or NULL when n is not a recompute copy
+ * (introspection for tests and tools). */
+const lc_node *lc_graph_recompute_source(const lc_graph *g, const lc_node *n);
+/* Number of recompute copies lc_graph_backward appended (0 with recompute off). */
+int lc_graph_n_recomputed(const lc_graph *g);
+
 /* ---- op builders (see the op table above for shapes and semantics) ---------------------- */
 /* Each returns the op's main output, or NULL after recording LC_ERR_SHAPE / LC_ERR_DTYPE /
  * LC_ERR_INVALID_ARG / LC_ERR_STATE (graph already planned) on the graph. Leaves may be

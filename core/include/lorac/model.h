@@ -315,7 +315,10 @@ int64_t lc_lora_set_n_params(const lc_lora_set *s);
  * F32 [n_vocab, n_seq*seq_len]; column s*seq_len + t is token t of sequence s.
  * ids, pos: I32 [n_seq*seq_len] (graph inputs or standalone tensors); pos are the rope
  * positions; attention is causal within each sequence. `lora` may be NULL (base model only);
- * `dropout` is the LoRA dropout p of this graph (0 for evaluation).
+ * `dropout` is the LoRA dropout p of this graph (0 for evaluation). The embedding output and every
+ * layer's output (the residual stream [n_embd, n_seq*seq_len]) are marked with
+ * lc_graph_checkpoint, so a graph with
+ * lc_graph_set_recompute on recomputes one layer at a time in its backward pass.
  * Errors: returns NULL with the error recorded on g (lc_graph_status): LC_ERR_INVALID_ARG
  * (NULL model, n_seq or seq_len < 1, dropout outside [0, 1), a LoRA set made for another
  * model), LC_ERR_SHAPE / LC_ERR_DTYPE (ids or pos not I32 of n_seq*seq_len elements), and any
