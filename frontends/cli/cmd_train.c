@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "lorac/adapter.h"
+#include "lorac/checkpoint.h"
 #include "lorac/data.h"
 #include "lorac/infer.h"
 #include "lorac/lorac.h"
@@ -197,6 +198,8 @@ void cli_train_help(void) {
 
 typedef struct real_opts {
     const char *model, *data, *eval_data, *device, *targets, *out, *log, *prompt;
+    const char *checkpoint_dir, *resume;
+    int save_every, keep_checkpoints;
     lc_data_format data_format;
     double eval_split;
     bool eval_split_set;
@@ -211,7 +214,7 @@ static real_opts real_defaults(void) {
     real_opts o = {.targets = DEFAULT_TARGETS, .out = "lorac-out/adapter", .prompt = DEFAULT_PROMPT,
                    .data_format = LC_DATA_FORMAT_AUTO, .eval_split = 0.05, .steps = 100, .seq_len = 128,
                    .batch = 8, .grad_accum = 1, .rank = 8, .eval_batches = 16, .log_every = 1,
-                   .sample_tokens = 32, .alpha = 16.0f, .dropout = 0.05f, .lr = 2e-4f, .max_grad_norm = 1.0f,
+                   .sample_tokens = 32, .keep_checkpoints = 2, .alpha = 16.0f, .dropout = 0.05f, .lr = 2e-4f, .max_grad_norm = 1.0f,
                    .seed = 42};
     return o;
 }
@@ -269,10 +272,31 @@ static void model_help(void) {
            "  --no-save           do not save the adapter\n"
            "  --prompt TEXT       prompt of the greedy sample printed before/after (default \"%s\")\n"
            "  --sample-tokens N   tokens of that sample, 0 = no sample (default %d)\n"
+           "Checkpoints and resuming:\n"
+           "  --save-every N      write a checkpoint after every N-th step (default 0: none). A checkpoint\n"
+           "                      is a directory checkpoint-<step> holding the adapter (PEFT files, usable\n"
+           "                      as an adapter), optimizer.safetensors (AdamW moments) and\n"
+           "                      trainer_state.json (step, schedule, LoRA and batch options, model\n"
+           "                      identity, data position); it is written to a temporary directory and\n"
+           "                      renamed, then DIR/latest is switched to it, so a crash or a full disk\n"
+           "                      never damages the previous one. A failed save stops training (exit 1)\n"
+           "  --checkpoint-dir D  where checkpoints go (default: 'checkpoints' next to --out, i.e.\n"
+           "                      <parent of --out>/checkpoints: lorac-out/checkpoints)\n"
+           "  --keep-checkpoints K  keep the K newest checkpoints, 0 = all (default %d)\n"
+           "  --resume PATH       continue a run: PATH is a checkpoint-<step> directory or a checkpoint\n"
+           "                      directory whose 'latest' names one. Restores the adapter, the AdamW\n"
+           "                      moments, the step and the data position, then runs steps step+1..--steps\n"
+           "                      exactly as the interrupted run would have. Every option that shapes the\n"
+           "                      run (--model, --data, --seq-len, --batch, --micro-batch, --grad-accum,\n"
+           "                      --steps, --warmup, --lr, --weight-decay, --max-grad-norm, --rank,\n"
+           "                      --alpha, --rslora, --dropout, --targets, --seed) must be the same; a\n"
+           "                      difference is an error naming the option. --log is appended to (its\n"
+           "                      lines after the checkpoint's step are dropped first)\n"
            "  -h, --help          this help\n",
            LC_DATA_FORTUNES_DIR, d.eval_split, d.eval_batches, d.seq_len, d.rank, (double)d.alpha,
            (double)d.dropout, DEFAULT_TARGETS, d.steps, d.batch, d.grad_accum, (double)d.lr,
-           (double)d.max_grad_norm, (unsigned long long)d.seed, d.log_every, d.out, DEFAULT_PROMPT, d.sample_tokens);
+           (double)d.max_grad_norm, (unsigned long long)d.seed, d.log_every, d.out, DEFAULT_PROMPT, d.sample_tokens,
+           d.keep_checkpoints);
 }
 
 /* Peak resident set size of this process in bytes (VmHWM of /proc/self/status), 0 if unknown. */
@@ -495,6 +519,16 @@ static int parse_real(int argc, char **argv, real_opts *o) {
             o->out = v;
         } else if (cli_flag(argc, argv, &i, "--no-save")) {
             o->no_save = true;
+        } else if (cli_opt(argc, argv, &i, "--save-every", &v)) {
+            if (!cli_parse_int(CMD, "--save-every", v, 0, 100000000, &o->save_every)) return CLI_EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, "--keep-checkpoints", &v)) {
+            if (!cli_parse_int(CMD, "--keep-checkpoints", v, 0, 1000000, &o->keep_checkpoints)) return CLI_EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, "--checkpoint-dir", &v)) {
+            if (!v || !*v) return cli_usage_error(CMD, "--checkpoint-dir needs a directory");
+            o->checkpoint_dir = v;
+        } else if (cli_opt(argc, argv, &i, "--resume", &v)) {
+            if (!v || !*v) return cli_usage_error(CMD, "--resume needs a checkpoint directory");
+            o->resume = v;
         } else if (cli_opt(argc, argv, &i, "--log", &v)) {
             if (!v || !*v) return cli_usage_error(CMD, "--log needs a file name");
             o->log = v;
@@ -522,6 +556,106 @@ static int parse_real(int argc, char **argv, real_opts *o) {
     if (o->micro > 0 && o->batch % o->micro != 0)
         return cli_usage_error(CMD, "--micro-batch %d must divide --batch %d", o->micro, o->batch);
     return CLI_EXIT_OK;
+}
+
+
+/* ---- checkpoints ------------------------------------------------------------------------------ */
+
+/* Default --checkpoint-dir: "checkpoints" in the parent of --out ("lorac-out/adapter" ->
+ * "lorac-out/checkpoints"; "adapter" -> "checkpoints"). */
+static void default_checkpoint_dir(const char *out, char *dst, size_t cap) {
+    size_t n = strlen(out);
+    while (n > 1 && out[n - 1] == '/') n--;
+    size_t slash = n;
+    while (slash > 0 && out[slash - 1] != '/') slash--;
+    if (slash == 0) {
+        snprintf(dst, cap, "checkpoints");
+        return;
+    }
+    snprintf(dst, cap, "%.*scheckpoints", (int)slash, out);
+}
+
+/* What the trainer does not know: the model file's name and size, the data position. */
+static void checkpoint_extra(const char *model_path, const lc_data *data, lc_checkpoint_extra *x) {
+    memset(x, 0, sizeof *x);
+    const char *base = strrchr(model_path, '/');
+    x->model_file = base ? base + 1 : model_path;
+    struct stat sb;
+    if (stat(model_path, &sb) == 0) x->model_bytes = (uint64_t)sb.st_size;
+    x->has_cursor = lc_data_get_cursor(data, &x->cursor) == LC_OK;
+}
+
+/* Resuming at step k: drop the lines of the JSONL log that belong to steps after k (written by
+ * the interrupted run after its last checkpoint), so that appending continues it cleanly. The
+ * file is rewritten through "<log>.tmp" and a rename. A missing log is fine. 0 or -1 (errno). */
+static int trim_log(const char *path, int k) {
+    FILE *in = fopen(path, "r");
+    if (!in) return errno == ENOENT ? 0 : -1;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        fclose(in);
+        return -1;
+    }
+    char line[4096];
+    int dropped = 0, err = 0;
+    bool skipping = false; /* the rest of an over-long line being dropped */
+    while (fgets(line, sizeof line, in)) {
+        const bool whole = strchr(line, '\n') != NULL;
+        int step = -1;
+        if (!skipping && sscanf(line, "{\"step\": %d", &step) == 1 && step > k) {
+            dropped++;
+            skipping = !whole;
+            continue;
+        }
+        if (skipping) {
+            skipping = !whole;
+            continue;
+        }
+        if (fputs(line, out) == EOF) err = errno;
+    }
+    if (ferror(in)) err = EIO;
+    fclose(in);
+    if (fflush(out) != 0 && !err) err = errno;
+    if (fclose(out) != 0 && !err) err = errno;
+    if (!err && rename(tmp, path) != 0) err = errno;
+    if (err) {
+        remove(tmp);
+        errno = err;
+        return -1;
+    }
+    if (dropped) fprintf(stderr, "log: %s: dropped %d line(s) of steps after %d\n", path, dropped, k);
+    return 0;
+}
+
+/* Write checkpoint-<step> into `root`. On failure say what happened, that the previous checkpoint
+ * is intact and how to resume, and return false. */
+static bool save_checkpoint(const lc_trainer *tr, const lc_data *data, const real_opts *o, const char *root) {
+    const double t0 = cli_now();
+    const int step = lc_trainer_steps_done(tr);
+    char saved[4200], msg[2048], prev[4200];
+    lc_checkpoint_extra x;
+    checkpoint_extra(o->model, data, &x);
+    lc_status st = LC_OK;
+    if (mkdir_p(root) != 0)
+        st = lc_error(LC_ERR_IO, "--checkpoint-dir '%s': %s", root, strerror(errno));
+    if (st == LC_OK) st = lc_checkpoint_save(tr, root, &x, o->keep_checkpoints, saved, sizeof saved);
+    if (st == LC_OK) {
+        fprintf(stderr, "checkpoint: %s (%.1f s)\n", saved, cli_now() - t0);
+        return true;
+    }
+    snprintf(msg, sizeof msg, "%s", lc_last_error());
+    fprintf(stderr, "lorac %s: the checkpoint after step %d failed: %s\n", CMD, step, msg);
+    if (lc_checkpoint_resolve(root, prev, sizeof prev) == LC_OK)
+        fprintf(stderr,
+                "lorac %s: training stopped; the previous checkpoint %s is intact. Free space (or fix the cause) and "
+                "continue with the same options plus --resume %s\n",
+                CMD, prev, root);
+    else
+        fprintf(stderr, "lorac %s: training stopped at step %d; there is no earlier checkpoint in %s\n", CMD, step,
+                root);
+    return false;
 }
 
 static int train_model(int argc, char **argv) {
@@ -622,8 +756,38 @@ static int train_model(int argc, char **argv) {
             o.steps, o.grad_accum, o.batch, o.seq_len, n_micro, micro, (double)o.lr, o.warmup,
             (double)o.weight_decay, (double)o.max_grad_norm, (unsigned long long)o.seed);
 
+    /* --resume: the adapter, the moments, the step and the data position of a checkpoint. */
+    char ck_root[4096];
+    if (o.checkpoint_dir) snprintf(ck_root, sizeof ck_root, "%s", o.checkpoint_dir);
+    else default_checkpoint_dir(o.out, ck_root, sizeof ck_root);
+    int start = 0;
+    if (o.resume) {
+        char ck_dir[4200];
+        lc_checkpoint_extra want;
+        checkpoint_extra(o.model, data, &want);
+        lc_data_cursor cur;
+        if (lc_checkpoint_resolve(o.resume, ck_dir, sizeof ck_dir) != LC_OK ||
+            lc_checkpoint_load(tr, ck_dir, &want, &cur) != LC_OK) {
+            fprintf(stderr, "lorac %s: --resume %s: %s\n", CMD, o.resume, lc_last_error());
+            goto done;
+        }
+        if (lc_data_set_cursor(data, &cur) != LC_OK) {
+            fprintf(stderr, "lorac %s: --resume %s: data position: %s\n", CMD, ck_dir, lc_last_error());
+            goto done;
+        }
+        start = lc_trainer_steps_done(tr);
+        fprintf(stderr, "resumed from %s: %d of %d steps done; data epoch %lld, sequence %lld\n", ck_dir, start,
+                o.steps, (long long)cur.epoch, (long long)cur.position);
+        if (o.log && trim_log(o.log, start) != 0) {
+            fprintf(stderr, "lorac %s: --log '%s': %s\n", CMD, o.log, strerror(errno));
+            goto done;
+        }
+    }
+    if (o.save_every > 0) fprintf(stderr, "checkpoints: every %d steps into %s, keeping %d%s\n", o.save_every,
+                                  ck_root, o.keep_checkpoints, o.keep_checkpoints == 0 ? " (all)" : "");
+
     if (o.log) {
-        logf = fopen(o.log, "w");
+        logf = fopen(o.log, o.resume ? "a" : "w");
         if (!logf) {
             fprintf(stderr, "lorac %s: --log '%s': %s\n", CMD, o.log, strerror(errno));
             goto done;
@@ -651,9 +815,13 @@ static int train_model(int argc, char **argv) {
             cli_lib_error(CMD, "held-out loss");
             goto done;
         }
-        fprintf(stderr, "held-out loss before training: %.4f over %lld tokens (%.1f s)\n", eval_before, (long long)nl,
-                cli_now() - t0);
-        if (logf) {
+        if (start > 0)
+            fprintf(stderr, "held-out loss at step %d (resumed): %.4f over %lld tokens (%.1f s)\n", start, eval_before,
+                    (long long)nl, cli_now() - t0);
+        else
+            fprintf(stderr, "held-out loss before training: %.4f over %lld tokens (%.1f s)\n", eval_before,
+                    (long long)nl, cli_now() - t0);
+        if (logf && start == 0) {
             fprintf(logf, "{\"step\": 0, \"eval_loss\": %.6f}\n", eval_before);
             fflush(logf);
         }
@@ -663,7 +831,7 @@ static int train_model(int argc, char **argv) {
     int64_t tok_steady = 0;
     float first_loss = NAN, last_loss = NAN;
     const int w = snprintf(NULL, 0, "%d", o.steps);
-    for (int s = 0; s < o.steps; s++) {
+    for (int s = start; s < o.steps; s++) {
         for (int m = 0; m < n_micro; m++) {
             const int64_t off = (int64_t)m * micro_tok;
             if (lc_data_next_batch(data, ids + off, labels + off, pos + off, NULL) != LC_OK) {
@@ -676,15 +844,15 @@ static int train_model(int argc, char **argv) {
             cli_lib_error(CMD, "training step");
             goto done;
         }
-        if (s == 0) first_loss = ts.loss;
+        if (s == start) first_loss = ts.loss;
         last_loss = ts.loss;
         t_sum += ts.seconds;
-        if (s > 0) {
+        if (s > start) {
             t_steady += ts.seconds;
             tok_steady += step_tok;
         }
         const double tps = ts.seconds > 0.0 ? (double)step_tok / ts.seconds : 0.0;
-        const double mean_t = s > 0 ? t_steady / s : t_sum;
+        const double mean_t = s > start ? t_steady / (s - start) : t_sum;
         double eval_loss = NAN;
         if (have_eval && o.eval_every > 0 && ts.step % o.eval_every == 0 && ts.step < o.steps) {
             if (held_out_loss(tr, data, o.eval_batches, &eb, &eval_loss, NULL) != LC_OK) {
@@ -720,16 +888,24 @@ static int train_model(int argc, char **argv) {
                     (unsigned long long)rss);
             fflush(logf);
         }
+        if (o.save_every > 0 && ts.step % o.save_every == 0 && !save_checkpoint(tr, data, &o, ck_root)) goto done;
     }
     {
         char dur[32], b1[32], b2[32];
-        printf("done: %d steps in %s; training loss %.4f -> %.4f; steady %.0f tokens/s; peak RSS %s, device peak %s\n",
-               o.steps, cli_format_duration(dur, sizeof dur, t_sum), (double)first_loss, (double)last_loss,
-               tok_steady > 0 && t_steady > 0.0 ? (double)tok_steady / t_steady : (double)step_tok / t_sum,
+        char resumed[48] = "";
+        if (start > 0) snprintf(resumed, sizeof resumed, " (resumed after step %d)", start);
+        printf("done: %d steps%s in %s; training loss %.4f -> %.4f; steady %.0f tokens/s; peak RSS %s, device peak "
+               "%s\n",
+               o.steps - start, resumed, cli_format_duration(dur, sizeof dur, t_sum), (double)first_loss,
+               (double)last_loss,
+               tok_steady > 0 && t_steady > 0.0 ? (double)tok_steady / t_steady
+               : t_sum > 0.0                    ? (double)step_tok / t_sum
+                                                : 0.0,
                cli_format_bytes(b1, sizeof b1, peak_rss_bytes()),
                cli_format_bytes(b2, sizeof b2, lc_device_peak_allocated(cm.dev)));
         if (have_eval)
-            printf("held-out loss before: %.4f, after: %.4f (%+.1f%%)\n", eval_before, eval_after,
+            printf("held-out loss %s: %.4f, after: %.4f (%+.1f%%)\n", start > 0 ? "at resume" : "before", eval_before,
+                   eval_after,
                    100.0 * (eval_after - eval_before) / eval_before);
         else
             printf("held-out loss: no held-out data (--eval-split 0 without --eval-data)\n");

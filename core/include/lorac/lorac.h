@@ -23,5 +23,6 @@
 #include "lorac/adapter.h"
 #include "lorac/infer.h"
 #include "lorac/merge.h"
+#include "lorac/checkpoint.h"
 
 #endif

@@ -19,7 +19,8 @@
  * AdamW: decoupled weight decay, torch.optim.AdamW (lorac/graph.h, op ADAMW).
  *
  * Later issues add data loaders, gradient accumulation, evaluation sets, checkpoints and PEFT
- * export on top of this API; the trainer is opaque so its state can grow.
+ * export on top of this API; the trainer is opaque so its state can grow. Saving and restoring
+ * the complete state (LoRA tensors, AdamW moments, step) is lorac/checkpoint.h.
  */
 #ifndef LORAC_TRAIN_H
 #define LORAC_TRAIN_H
