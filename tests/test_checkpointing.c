@@ -482,6 +482,85 @@ static void run_errors(lc_device *dev, const lc_device_info *info, lt_report *re
     lt_env_free(&env);
 }
 
+/* The trainer with lc_train_config.checkpointing: 6 optimizer steps of a 4-layer toy model with
+ * LoRA dropout 0.1 and grad_accum 2, once with and once without; every step's loss and the final
+ * lora_A / lora_B must agree (bit-identical on the CPU). */
+static void run_trainer(lc_device *dev, const lc_device_info *info, lt_report *rep, void *user) {
+    (void)user;
+    lc_model_config c = lc_model_config_default(LC_ARCH_TOY);
+    c.n_layer = 4;
+    enum { STEPS = 6, SEQ = 24, NSEQ = 2, ACC = 2 };
+    float loss[2][STEPS];
+    float *weights[2] = {NULL, NULL};
+    int64_t n_w = 0;
+    int32_t ids[ACC * NSEQ * SEQ], labels[ACC * NSEQ * SEQ];
+    for (int pass = 0; pass < 2; pass++) {
+        lc_model *m = NULL;
+        lc_lora_set *ls = NULL;
+        lc_trainer *tr = NULL;
+        if (!lt_check_ok(rep, lc_model_new_random(dev, &c, 7, &m), "trainer: model")) return;
+        const lc_lora_config lcfg = {.r = 4, .lora_alpha = 8.0f, .dropout = 0.1f, .target_mask = LC_MOD_MASK_ALL,
+                                     .seed = 5};
+        lc_train_config tc = lc_train_config_default();
+        tc.n_seq = NSEQ;
+        tc.seq_len = SEQ;
+        tc.steps = STEPS;
+        tc.warmup_steps = 1;
+        tc.lr = 5e-3f;
+        tc.grad_accum = ACC;
+        tc.checkpointing = pass == 1;
+        bool ok = lt_check_ok(rep, lc_lora_set_new(m, &lcfg, &ls), "trainer: lora set") &&
+                  lt_check_ok(rep, lc_trainer_new(m, ls, &tc, &tr), "trainer: new (checkpointing %d)", pass);
+        for (int s = 0; ok && s < STEPS; s++) {
+            for (int i = 0; i < ACC * NSEQ * SEQ; i++) {
+                ids[i] = (int32_t)(lc_rng_u32(11, (uint64_t)s, (uint64_t)i) % (uint32_t)c.n_vocab);
+                labels[i] = (i % 7 == 3) ? -100 : (int32_t)(lc_rng_u32(12, (uint64_t)s, (uint64_t)i) % (uint32_t)c.n_vocab);
+            }
+            lc_train_stats st;
+            ok = lt_check_ok(rep, lc_trainer_step(tr, ids, labels, NULL, &st), "trainer: step %d", s + 1);
+            if (ok) loss[pass][s] = st.loss;
+        }
+        if (ok) {
+            n_w = 0;
+            for (int i = 0; i < ls->n_modules; i++)
+                n_w += lc_nelements(ls->modules[i].lora_a) + lc_nelements(ls->modules[i].lora_b);
+            weights[pass] = lt_falloc(n_w);
+            int64_t off = 0;
+            for (int i = 0; i < ls->n_modules && ok; i++) {
+                const lc_tensor *ab[2] = {ls->modules[i].lora_a, ls->modules[i].lora_b};
+                for (int k = 0; k < 2 && ok; k++) {
+                    ok = lt_check_ok(rep, lc_tensor_get_f32(ab[k], weights[pass] + off, lc_nelements(ab[k])),
+                                     "trainer: read LoRA");
+                    off += lc_nelements(ab[k]);
+                }
+            }
+        }
+        lc_trainer_free(tr);
+        lc_lora_set_free(ls);
+        lc_model_free(m);
+        if (!ok) {
+            free(weights[0]);
+            free(weights[1]);
+            return;
+        }
+    }
+    const double tol = is_cpu(info) ? 0.0 : 1e-6;
+    double lerr = 0.0, werr = 0.0, wref = 0.0;
+    for (int s = 0; s < STEPS; s++)
+        lerr = fmax(lerr, fabs((double)loss[0][s] - (double)loss[1][s]) / fabs((double)loss[0][s]));
+    for (int64_t i = 0; i < n_w; i++) {
+        werr = fmax(werr, fabs((double)weights[0][i] - (double)weights[1][i]));
+        wref = fmax(wref, fabs((double)weights[0][i]));
+    }
+    lt_check_err(rep, lerr, tol, "trainer: %d step losses with vs without checkpointing (first %.6f, last %.6f)", STEPS,
+                 (double)loss[0][0], (double)loss[0][STEPS - 1]);
+    lt_check_err(rep, werr / (wref > 0 ? wref : 1), tol, "trainer: final lora_A/lora_B with vs without checkpointing");
+    lt_check(rep, loss[0][STEPS - 1] < loss[0][0], "trainer: the loss falls (%.4f -> %.4f)", (double)loss[0][0],
+             (double)loss[0][STEPS - 1]);
+    free(weights[0]);
+    free(weights[1]);
+}
+
 START_TEST(test_chain) { ck_assert_int_eq(lt_for_each_device("checkpointing.chain", run_chain, NULL), 0); }
 END_TEST
 
@@ -491,11 +570,14 @@ END_TEST
 START_TEST(test_errors) { ck_assert_int_eq(lt_for_each_device("checkpointing.errors", run_errors, NULL), 0); }
 END_TEST
 
+START_TEST(test_trainer) { ck_assert_int_eq(lt_for_each_device("checkpointing.trainer", run_trainer, NULL), 0); }
+END_TEST
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     Suite *s = suite_create("checkpointing");
     struct { const char *name; const TTest *fn; } tests[] = {
-        {"chain", test_chain}, {"models", test_models}, {"errors", test_errors}};
+        {"chain", test_chain}, {"models", test_models}, {"errors", test_errors}, {"trainer", test_trainer}};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         TCase *tc = tcase_create(tests[i].name);
         tcase_set_timeout(tc, 600);

@@ -120,6 +120,7 @@ lc_status lc_trainer_new(const lc_model *model, const lc_lora_set *lora, const l
     t->v = calloc((size_t)(cap > 0 ? cap : 1), sizeof *t->v);
     t->g = lc_graph_new(t->dev);
     t->g_opt = lc_graph_new(t->dev);
+    if (t->g) lc_graph_set_recompute(t->g, cfg->checkpointing);
     if (!t->pos_default || !t->params || !t->m || !t->v || !t->g || !t->g_opt) {
         lc_trainer_free(t);
         return lc_error(LC_ERR_NOMEM, "lc_trainer_new: out of host memory");

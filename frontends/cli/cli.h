@@ -56,6 +56,15 @@ int cli_model_open(const char *cmd, const char *device, int threads, const char 
 /* Free what cli_model_open opened. */
 void cli_model_close(cli_model *cm);
 
+/* Useful FLOPs of one training step of n_seq sequences of seq_len tokens on `model` with LoRA
+ * `lcfg` (NULL: no LoRA): products only, a multiply-add = 2 FLOPs; the rules are in cli_flops.c. */
+typedef struct lc_lora_config lc_lora_config;
+double cli_train_step_flops(const lc_model *model, const lc_lora_config *lcfg, int n_seq, int seq_len);
+
+/* OpenBLAS cblas_sgemm rate in GFLOP/s for n x n x n (best of `reps` calls after one warm-up);
+ * 0 when out of memory. The reference of `lorac train`'s useful-FLOP/s ratio. */
+double cli_sgemm_gflops(int n, int reps);
+
 /* Seconds since an arbitrary fixed point (CLOCK_MONOTONIC). */
 double cli_now(void);
 

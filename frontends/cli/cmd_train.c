@@ -206,7 +206,7 @@ typedef struct real_opts {
     int threads, steps, seq_len, batch, grad_accum, micro, rank, warmup, eval_every, eval_batches, log_every;
     int sample_tokens;
     float alpha, dropout, lr, weight_decay, max_grad_norm;
-    bool rslora, warmup_set, no_save;
+    bool rslora, warmup_set, no_save, checkpointing;
     uint64_t seed;
 } real_opts;
 
@@ -258,6 +258,9 @@ static void model_help(void) {
            "                      mean over every label-carrying token of the whole step\n"
            "  --micro-batch N     sequences per forward/backward graph (default: as many as keep the\n"
            "                      logits under 256 MiB; the step stays the same, only memory changes)\n"
+           "  --checkpointing     gradient checkpointing: keep only each layer's output in the forward\n"
+           "                      pass and recompute the rest of the layer during the backward pass\n"
+           "                      (same results, less activation memory, about one more forward)\n"
            "  --lr LR             peak learning rate (default %g)\n"
            "  --warmup N          warmup steps (default steps/10)\n"
            "  --weight-decay W    decoupled weight decay (default 0)\n"
@@ -517,6 +520,8 @@ static int parse_real(int argc, char **argv, real_opts *o) {
         } else if (cli_opt(argc, argv, &i, "--out", &v)) {
             if (!v || !*v) return cli_usage_error(CMD, "--out needs a directory");
             o->out = v;
+        } else if (cli_flag(argc, argv, &i, "--checkpointing")) {
+            o->checkpointing = true;
         } else if (cli_flag(argc, argv, &i, "--no-save")) {
             o->no_save = true;
         } else if (cli_opt(argc, argv, &i, "--save-every", &v)) {
@@ -742,6 +747,7 @@ static int train_model(int argc, char **argv) {
     tc.max_grad_norm = o.max_grad_norm;
     tc.grad_accum = n_micro;
     tc.ignore_index = LC_DATA_IGNORE_INDEX;
+    tc.checkpointing = o.checkpointing;
     if (lc_trainer_new(cm.model, lora, &tc, &tr) != LC_OK) {
         cli_lib_error(CMD, "building the training graph");
         goto done;
@@ -752,9 +758,16 @@ static int train_model(int argc, char **argv) {
             (double)o.dropout, o.targets, lora->n_modules, (long long)lc_lora_set_n_params(lora));
     fprintf(stderr,
             "train: %d steps of %d x %d sequences of %d tokens (%d micro-batches of %d per step), lr %g, warmup %d, "
-            "cosine, weight_decay %g, max_grad_norm %g, seed %llu\n",
+            "cosine, weight_decay %g, max_grad_norm %g, seed %llu%s\n",
             o.steps, o.grad_accum, o.batch, o.seq_len, n_micro, micro, (double)o.lr, o.warmup,
-            (double)o.weight_decay, (double)o.max_grad_norm, (unsigned long long)o.seed);
+            (double)o.weight_decay, (double)o.max_grad_norm, (unsigned long long)o.seed,
+            o.checkpointing ? ", gradient checkpointing" : "");
+    /* Useful work of a step (products only, cli_flops.c) and the OpenBLAS sgemm rate it is
+     * compared with, measured now, in this process, on this machine. */
+    const double step_flops = cli_train_step_flops(cm.model, &lcfg, o.batch * o.grad_accum, o.seq_len);
+    const double sgemm_gflops = cli_sgemm_gflops(1024, 3);
+    fprintf(stderr, "work: %.2f GFLOP of products per token (%.1f TFLOP per step); OpenBLAS sgemm 1024^3: %.1f GFLOP/s\n",
+            step_flops / ((double)o.batch * o.grad_accum * o.seq_len) * 1e-9, step_flops * 1e-12, sgemm_gflops);
 
     /* --resume: the adapter, the moments, the step and the data position of a checkpoint. */
     char ck_root[4096];
@@ -852,6 +865,7 @@ static int train_model(int argc, char **argv) {
             tok_steady += step_tok;
         }
         const double tps = ts.seconds > 0.0 ? (double)step_tok / ts.seconds : 0.0;
+        const double gflops = ts.seconds > 0.0 ? step_flops / ts.seconds * 1e-9 : 0.0;
         const double mean_t = s > start ? t_steady / (s - start) : t_sum;
         double eval_loss = NAN;
         if (have_eval && o.eval_every > 0 && ts.step % o.eval_every == 0 && ts.step < o.steps) {
@@ -870,8 +884,9 @@ static int train_model(int argc, char **argv) {
         const uint64_t dev_peak = lc_device_peak_allocated(cm.dev), rss = peak_rss_bytes();
         if (ts.step == 1 || ts.step % o.log_every == 0 || ts.step == o.steps || !isnan(eval_loss)) {
             char eta[32], b1[32];
-            fprintf(stderr, "step %*d/%d  loss %.4f  lr %.3e  grad_norm %.4f  tok/s %.0f  eta %s  rss %s", w, ts.step,
-                    o.steps, (double)ts.loss, (double)ts.lr, (double)ts.grad_norm, tps,
+            fprintf(stderr, "step %*d/%d  loss %.4f  lr %.3e  grad_norm %.4f  tok/s %.0f  %.2fx sgemm  eta %s  rss %s", w,
+                    ts.step, o.steps, (double)ts.loss, (double)ts.lr, (double)ts.grad_norm, tps,
+                    sgemm_gflops > 0.0 ? gflops / sgemm_gflops : 0.0,
                     cli_format_duration(eta, sizeof eta, mean_t * (o.steps - ts.step)),
                     cli_format_bytes(b1, sizeof b1, rss));
             if (!isnan(eval_loss)) fprintf(stderr, "  eval_loss %.4f", eval_loss);
@@ -880,9 +895,9 @@ static int train_model(int argc, char **argv) {
         if (logf) {
             fprintf(logf,
                     "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
-                    "\"label_tokens\": %lld, \"seconds\": %.4f",
+                    "\"label_tokens\": %lld, \"seconds\": %.4f, \"useful_gflops_per_s\": %.2f, \"sgemm_gflops_per_s\": %.2f",
                     ts.step, (double)ts.loss, (double)ts.lr, (double)ts.grad_norm, tps, (long long)ts.n_tokens,
-                    ts.seconds);
+                    ts.seconds, gflops, sgemm_gflops);
             if (!isnan(eval_loss)) fprintf(logf, ", \"eval_loss\": %.6f", eval_loss);
             fprintf(logf, ", \"device_peak_bytes\": %llu, \"peak_rss_bytes\": %llu}\n", (unsigned long long)dev_peak,
                     (unsigned long long)rss);
@@ -894,15 +909,18 @@ static int train_model(int argc, char **argv) {
         char dur[32], b1[32], b2[32];
         char resumed[48] = "";
         if (start > 0) snprintf(resumed, sizeof resumed, " (resumed after step %d)", start);
+        const double steady_tps = tok_steady > 0 && t_steady > 0.0 ? (double)tok_steady / t_steady
+                                  : t_sum > 0.0                    ? (double)step_tok / t_sum
+                                                                   : 0.0;
+        const double useful = steady_tps * step_flops / (double)step_tok * 1e-9;
         printf("done: %d steps%s in %s; training loss %.4f -> %.4f; steady %.0f tokens/s; peak RSS %s, device peak "
                "%s\n",
                o.steps - start, resumed, cli_format_duration(dur, sizeof dur, t_sum), (double)first_loss,
-               (double)last_loss,
-               tok_steady > 0 && t_steady > 0.0 ? (double)tok_steady / t_steady
-               : t_sum > 0.0                    ? (double)step_tok / t_sum
-                                                : 0.0,
-               cli_format_bytes(b1, sizeof b1, peak_rss_bytes()),
+               (double)last_loss, steady_tps, cli_format_bytes(b1, sizeof b1, peak_rss_bytes()),
                cli_format_bytes(b2, sizeof b2, lc_device_peak_allocated(cm.dev)));
+        printf("useful work: %.1f GFLOP/s of products = %.2fx OpenBLAS sgemm (%.1f GFLOP/s at 1024^3, measured at "
+               "start)\n",
+               useful, sgemm_gflops > 0.0 ? useful / sgemm_gflops : 0.0, sgemm_gflops);
         if (have_eval)
             printf("held-out loss %s: %.4f, after: %.4f (%+.1f%%)\n", start > 0 ? "at resume" : "before", eval_before,
                    eval_after,

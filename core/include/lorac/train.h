@@ -48,11 +48,15 @@ typedef struct lc_train_config {
     float max_grad_norm;  /* clip the global gradient norm to this; 0 disables clipping */
     int ignore_index;     /* labels equal to this carry no loss (-100, as PyTorch) */
     int grad_accum;       /* micro-batches of n_seq sequences per optimizer step, >= 1 (1; 0 counts as 1) */
+    bool checkpointing;   /* gradient checkpointing (false): keep only the embedding and each layer's
+                           * output during the forward pass and recompute the rest of a layer just
+                           * before its backward nodes (lc_graph_set_recompute, lorac/graph.h; Chen et
+                           * al. 2016). Same results, less activation memory, about one more forward. */
 } lc_train_config;
 
 /* Defaults: n_seq 1, seq_len 0 (caller sets it), steps 0 (caller sets it), warmup 0,
  * lr 2e-4, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0, max_grad_norm 1,
- * ignore_index -100, grad_accum 1 (transformers TrainingArguments / torch AdamW defaults). LoRA dropout is the
+ * ignore_index -100, grad_accum 1, checkpointing false (transformers TrainingArguments / torch AdamW defaults). LoRA dropout is the
  * LoRA set's (lc_lora_config.dropout, PEFT's lora_dropout); evaluation runs without it. */
 lc_train_config lc_train_config_default(void);
 
