@@ -71,4 +71,20 @@ lc_status lc_cpu_matmul_dyW(lc_cpu_ctx *ctx, float *dx, int64_t lddx, const floa
                             const void *w, lc_dtype w_type, size_t w_nb1, int64_t m, int64_t n,
                             int64_t k, bool accumulate);
 
+/* cpu_dropout.c: keep[i] = lc_rng_keep(seed, stream, base + i, p) for 0 <= i < n (lorac/rng.h),
+ * one byte 0/1 each; vectorised with AVX-512 or AVX2 where available, bit-identical to lc_rng_keep. */
+void lc_cpu_dropout_keep(uint64_t seed, uint64_t stream, uint64_t base, int64_t n, float p, uint8_t *keep);
+
+/* cpu_exp.c: exp(x) in single precision, under 1 ulp from the exact value for normal results
+ * (algorithm, range and accuracy in cpu_exp.c); NaN gives NaN, +inf +inf, -inf 0. */
+float lc_cpu_expf(float x);
+/* cpu_exp.c: max_j x[j] over n >= 0 elements (NaN elements ignored; -inf for n == 0). */
+float lc_cpu_row_max(const float *x, int64_t n);
+/* cpu_exp.c: sum_j lc_cpu_expf(x[j] - shift) in double (fixed 8-lane order, see cpu_exp.c), and
+ * out[j] = lc_cpu_expf(x[j] - shift) when out != NULL (out may equal x). AVX2 when available,
+ * bit-identical to the scalar path (lc_cpu_expf). */
+double lc_cpu_exp_sum(const float *x, int64_t n, float shift, float *out);
+/* cpu_exp.c: out[j] = lc_cpu_expf(x[j]) for j < n (out may equal x); AVX2 when available. */
+void lc_cpu_exp_array(float *out, const float *x, int64_t n);
+
 #endif

@@ -210,13 +210,9 @@ lc_status lc_cpu_op_attention(lc_cpu_ctx *ctx, const lc_node *node) {
                     if (lo <= hi) {
                         lo -= ja;
                         hi -= ja;
-                        float m = pr[lo];
-                        for (int64_t j = lo + 1; j <= hi; j++) m = pr[j] > m ? pr[j] : m;
-                        double sum = 0.0;
-                        for (int64_t j = lo; j <= hi; j++) {
-                            pr[j] = expf(pr[j] - m);
-                            sum += (double)pr[j];
-                        }
+                        const float m = lc_cpu_row_max(pr + lo, hi - lo + 1);
+                        /* pr[j] = exp(pr[j] - m) (cpu_exp.c, vectorised), summed in double */
+                        const double sum = lc_cpu_exp_sum(pr + lo, hi - lo + 1, m, pr + lo);
                         const float inv = (float)(1.0 / sum);
                         for (int64_t j = lo; j <= hi; j++) pr[j] *= inv;
                         l = (float)((double)m + log(sum));
@@ -308,7 +304,7 @@ lc_status lc_cpu_op_attention_back(lc_cpu_ctx *ctx, const lc_node *node) {
                         hi -= ja;
                     }
                     for (int64_t j = 0; j < lo; j++) pr[j] = 0.0f;
-                    for (int64_t j = lo; j <= hi; j++) pr[j] = expf(pr[j] - l);
+                    if (lo <= hi) (void)lc_cpu_exp_sum(pr + lo, hi - lo + 1, l, pr + lo); /* pr[j] = exp(pr[j] - l) */
                     for (int64_t j = hi + 1; j < nk; j++) pr[j] = 0.0f;
                     if (need_ds) { /* dS = P ∘ (dP - D_i) */
                         const float *orow = o + at_qoff(&g, s, h, i0 + r);

@@ -79,22 +79,33 @@ static inline void logistic2(float z, float *s, float *oms) {
     }
 }
 
-/* 0.5 (1 + tanh(u)) == 1 / (1 + exp(-2u)): the logistic form keeps full relative precision for
- * negative x, where 1 + tanh(u) would cancel. */
-static inline float gelu_tanh_f(float x) {
-    float s, oms;
-    logistic2(2.0f * EW_SQRT_2_OVER_PI * (x + EW_GELU_COEF * x * x * x), &s, &oms);
-    return x * s;
-}
+/* Elements per block of the vectorised gelu_tanh below. */
+#define EW_CHUNK 256
 
-/* d/dx: 0.5 (1 + t) + 0.5 x (1 - t^2) u' = s + 2 x s (1 - s) u', s = 1 / (1 + exp(-2u)),
- * u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2). */
-static inline float gelu_tanh_grad(float x) {
-    const float x2 = x * x;
-    float s, oms;
-    logistic2(2.0f * EW_SQRT_2_OVER_PI * (x + EW_GELU_COEF * x2 * x), &s, &oms);
-    const float du = EW_SQRT_2_OVER_PI * (1.0f + 3.0f * EW_GELU_COEF * x2);
-    return s + 2.0f * x * s * oms * du;
+/* act[i] = gelu_tanh(x[i]) and, when dact != NULL, dact[i] = gelu_tanh'(x[i]) for i < n <= EW_CHUNK,
+ * through 0.5 (1 + tanh(u)) = s = 1 / (1 + exp(-2u)), which keeps full relative precision for
+ * negative x where 1 + tanh(u) would cancel, and d/dx = s + 2 x s (1 - s) u' with
+ * u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2). With z = 2u and e = exp(-|z|) (no overflow for any z),
+ * s = 1/(1+e), 1-s = e/(1+e) for z >= 0 and the mirror for z < 0. The n exponentials are computed
+ * together by lc_cpu_exp_array (cpu_exp.c: AVX2 where available, < 1 ulp). */
+static void gelu_block(const float *x, int64_t n, float *act, float *dact) {
+    float z[EW_CHUNK], e[EW_CHUNK] = {0}; /* e zeroed: quiets -Wmaybe-uninitialized, 1 KiB */
+    for (int64_t i = 0; i < n; i++) {
+        const float xv = x[i];
+        z[i] = 2.0f * EW_SQRT_2_OVER_PI * (xv + EW_GELU_COEF * (xv * xv) * xv);
+        e[i] = -fabsf(z[i]);
+    }
+    lc_cpu_exp_array(e, e, n);
+    for (int64_t i = 0; i < n; i++) {
+        const float r = 1.0f / (1.0f + e[i]);
+        const bool pos = z[i] >= 0.0f;
+        const float s = pos ? r : e[i] * r, oms = pos ? e[i] * r : r, xv = x[i];
+        act[i] = xv * s;
+        if (dact) {
+            const float du = EW_SQRT_2_OVER_PI * (1.0f + 3.0f * EW_GELU_COEF * (xv * xv));
+            dact[i] = s + 2.0f * xv * s * oms * du;
+        }
+    }
 }
 
 /* graph.h's formula; for x < -88 exp(-x) overflows to inf and y is -0, the correct limit. */
@@ -342,7 +353,8 @@ static lc_status ew_unary_fwd(lc_cpu_ctx *ctx, const lc_node *node, ew_unary f) 
         break;
     case EW_GELU:
 #pragma omp parallel for num_threads(nt) schedule(static) if (n >= EW_PAR_MIN / 8)
-        for (int64_t i = 0; i < n; i++) py[i] = gelu_tanh_f(px[i]);
+        for (int64_t i0 = 0; i0 < n; i0 += EW_CHUNK)
+            gelu_block(px + i0, n - i0 < EW_CHUNK ? n - i0 : EW_CHUNK, py + i0, NULL);
         break;
     case EW_SILU:
 #pragma omp parallel for num_threads(nt) schedule(static) if (n >= EW_PAR_MIN / 8)
@@ -377,9 +389,15 @@ static lc_status ew_unary_back(lc_cpu_ctx *ctx, const lc_node *node, ew_unary f)
         break;
     case EW_GELU:
 #pragma omp parallel for num_threads(nt) schedule(static) if (n >= EW_PAR_MIN / 8)
-        for (int64_t i = 0; i < n; i++) {
-            float v = pdy[i] * gelu_tanh_grad(px[i]);
-            pdx[i] = acc ? pdx[i] + v : v;
+        for (int64_t i0 = 0; i0 < n; i0 += EW_CHUNK) {
+            float act[EW_CHUNK], dact[EW_CHUNK];
+            const int64_t nb = n - i0 < EW_CHUNK ? n - i0 : EW_CHUNK;
+            gelu_block(px + i0, nb, act, dact);
+            for (int64_t j = 0; j < nb; j++) {
+                const int64_t i = i0 + j;
+                float v = pdy[i] * dact[j];
+                pdx[i] = acc ? pdx[i] + v : v;
+            }
         }
         break;
     case EW_SILU:
@@ -434,7 +452,12 @@ static lc_status ew_glu_fwd(lc_cpu_ctx *ctx, const lc_node *node, bool is_gelu) 
     const int nt = ew_threads(ctx);
     if (is_gelu) {
 #pragma omp parallel for num_threads(nt) schedule(static) if (n >= EW_PAR_MIN / 8)
-        for (int64_t i = 0; i < n; i++) py[i] = gelu_tanh_f(pg[i]) * pu[i];
+        for (int64_t i0 = 0; i0 < n; i0 += EW_CHUNK) {
+            float act[EW_CHUNK];
+            const int64_t nb = n - i0 < EW_CHUNK ? n - i0 : EW_CHUNK;
+            gelu_block(pg + i0, nb, act, NULL);
+            for (int64_t j = 0; j < nb; j++) py[i0 + j] = act[j] * pu[i0 + j];
+        }
     } else {
 #pragma omp parallel for num_threads(nt) schedule(static) if (n >= EW_PAR_MIN / 8)
         for (int64_t i = 0; i < n; i++) py[i] = silu_f(pg[i]) * pu[i];
@@ -461,18 +484,24 @@ static lc_status ew_glu_back(lc_cpu_ctx *ctx, const lc_node *node, bool is_gelu)
     const int64_t n = gt->ne[0] * ew_rows(gt);
     const int nt = ew_threads(ctx);
 #pragma omp parallel for num_threads(nt) schedule(static) if (n >= EW_PAR_MIN / 8)
-    for (int64_t i = 0; i < n; i++) {
-        const float gv = pg[i], uv = pu[i], d = pdy[i];
-        /* read everything first: dgate or dup may share memory with dy */
-        const float act = is_gelu ? gelu_tanh_f(gv) : silu_f(gv);
-        const float dact = is_gelu ? gelu_tanh_grad(gv) : silu_grad(gv);
-        if (pdg) {
-            float v = d * uv * dact;
-            pdg[i] = acc0 ? pdg[i] + v : v;
-        }
-        if (pdu) {
-            float v = d * act;
-            pdu[i] = acc1 ? pdu[i] + v : v;
+    for (int64_t i0 = 0; i0 < n; i0 += EW_CHUNK) {
+        float actb[EW_CHUNK], dactb[EW_CHUNK];
+        const int64_t nb = n - i0 < EW_CHUNK ? n - i0 : EW_CHUNK;
+        if (is_gelu) gelu_block(pg + i0, nb, actb, dactb);
+        for (int64_t j = 0; j < nb; j++) {
+            const int64_t i = i0 + j;
+            const float gv = pg[i], uv = pu[i], d = pdy[i];
+            /* read everything first: dgate or dup may share memory with dy */
+            const float act = is_gelu ? actb[j] : silu_f(gv);
+            const float dact = is_gelu ? dactb[j] : silu_grad(gv);
+            if (pdg) {
+                float v = d * uv * dact;
+                pdg[i] = acc0 ? pdg[i] + v : v;
+            }
+            if (pdu) {
+                float v = d * act;
+                pdu[i] = acc1 ? pdu[i] + v : v;
+            }
         }
     }
     return LC_OK;

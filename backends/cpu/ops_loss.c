@@ -16,8 +16,9 @@
  *   dlogits[v,n] = dloss * (exp(logits[v,n] - lse[n]) - [v == labels[n]]) / D for counted rows,
  *   0 for the others; bit 0 of accum adds into dst[0] (uncounted rows are then left unchanged).
  *
- * Rows run in parallel; exp is single precision, row sums and the loss are accumulated in
- * double, and the loss adds the rows in index order so it does not depend on the thread count.
+ * Rows run in parallel; exp is single precision (lc_cpu_expf of cpu_exp.c, AVX2 where available,
+ * under 1 ulp), row sums (fixed 8-lane order) and the loss are accumulated in double, and the
+ * loss adds the rows in index order so it does not depend on the thread count.
  * The backward renormalises exp(logits - lse) by its recomputed row sum, so the rounding of the
  * stored F32 lse does not reach the probabilities.
  */
@@ -61,11 +62,9 @@ static inline bool ce_counted(int32_t label, int32_t ignore_index, int64_t V) {
 
 /* log(sum exp(x)) of one row: max first, then the shifted sum in double. */
 static float ce_row_lse(const float *x, int64_t V) {
-    float m = x[0];
-    for (int64_t v = 1; v < V; v++) m = x[v] > m ? x[v] : m;
+    const float m = lc_cpu_row_max(x, V);
     if (isinf(m)) return m; /* all -inf gives -inf; any +inf gives +inf */
-    double sum = 0.0;
-    for (int64_t v = 0; v < V; v++) sum += (double)expf(x[v] - m);
+    const double sum = lc_cpu_exp_sum(x, V, m, NULL);
     return (float)((double)m + log(sum));
 }
 
@@ -175,11 +174,7 @@ lc_status lc_cpu_op_cross_entropy_back(lc_cpu_ctx *ctx, const lc_node *node) {
          * rounding of the stored F32 lse (worth ~1 ulp of |lse| in every probability) */
         const float l = lse ? lse[n] : ce_row_lse(row, V);
         float *e = acc ? scratch + (size_t)omp_get_thread_num() * (size_t)V : drow;
-        double sum = 0.0;
-        for (int64_t v = 0; v < V; v++) {
-            e[v] = expf(row[v] - l);
-            sum += (double)e[v];
-        }
+        const double sum = lc_cpu_exp_sum(row, V, l, e);
         const float c = (float)((double)coef / sum); /* coef * softmax = e * c */
         if (acc) {
             for (int64_t v = 0; v < V; v++) drow[v] += e[v] * c;

@@ -14,9 +14,9 @@
  *    at a time into a per-thread buffer instead. Kernels exist for the baseline ISA and, on
  *    x86-64, for AVX2 (same C, same lane order: identical results).
  *  - x·wᵀ with larger M: tiles of LC_CPU_TILE_MIN..LC_CPU_TILE_MAX rows (about 4 MiB of F32) are
- *    handed out dynamically; each thread dequantises its tile (lc_dequantize_row) into its own
- *    scratch and runs one single-threaded sgemm on it (the OpenMP build of OpenBLAS runs
- *    single-threaded inside a parallel region). Tiles write disjoint columns of y and every
+ *    handed out dynamically; each thread dequantises its tile (lc_dequantize_row; Q8_0 by an
+ *    AVX2 loop giving the same bits) into its own scratch and runs one single-threaded sgemm on
+ *    it (the OpenMP build of OpenBLAS runs single-threaded inside a parallel region). Tiles write disjoint columns of y and every
  *    tile's sgemm is the same whatever thread runs it, so results do not depend on scheduling.
  *  - dx = dy·w: the columns of dx (whole blocks of w) are split statically over the threads;
  *    each thread dequantises its column slice of w tile by tile and accumulates with
@@ -189,6 +189,41 @@ static lc_status check_matmul_args(const char *fn, const void *out, int64_t ldo,
     if (w_type == LC_F32 && (w_nb1 % sizeof(float) != 0 || w_nb1 / sizeof(float) > (size_t)INT_MAX))
         return lc_error(LC_ERR_SHAPE, "cpu %s: f32 weight row stride %zu bytes is invalid", fn, w_nb1);
     return LC_OK;
+}
+
+/* ---- tile dequantisation ----------------------------------------------------------------------- */
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+/* Q8_0 (reference/formats.md §2: fp16 d, then 32 int8 q; y = (float)q · d) with AVX2: each q
+ * widened to int32, converted exactly to float and multiplied by d once — the same single
+ * rounding as lc_dequantize_row, so the result is bit-identical. */
+__attribute__((target("avx2"))) static void dequant_q8_0_avx2(const uint8_t *src, float *y, int64_t nblocks) {
+    for (int64_t b = 0; b < nblocks; b++, src += 34, y += 32) {
+        uint16_t h;
+        memcpy(&h, src, sizeof h);
+        const __m256 d = _mm256_set1_ps(lc_fp16_to_fp32(h));
+        for (int j = 0; j < 32; j += 8) {
+            const __m128i q8 = _mm_loadl_epi64((const __m128i *)(const void *)(src + 2 + j));
+            _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), d));
+        }
+    }
+}
+#define LC_DEQ_AVX2 1
+#else
+#define LC_DEQ_AVX2 0
+#endif
+
+/* lc_dequantize_row(w_type, src, dst, k), with a vectorised path for Q8_0 (the tied output
+ * projection of Gemma 3 in Q4_K_M files: 262144 x 640, dequantised twice per micro-batch). */
+static lc_status dequant_row(lc_dtype w_type, const void *src, float *dst, int64_t k) {
+#if LC_DEQ_AVX2
+    if (w_type == LC_Q8_0 && k % 32 == 0 && __builtin_cpu_supports("avx2")) {
+        dequant_q8_0_avx2(src, dst, k / 32);
+        return LC_OK;
+    }
+#endif
+    return lc_dequantize_row(w_type, src, dst, k);
 }
 
 /* ---- small M: fused dequantise-and-dot ------------------------------------------------------- */
@@ -535,7 +570,7 @@ lc_status lc_cpu_matmul_xwT(lc_cpu_ctx *ctx, float *y, int64_t ldy, const float 
             const int64_t n0 = t * tr, nt = n - n0 < tr ? n - n0 : tr;
             bool ok = true;
             for (int64_t r = 0; r < nt && ok; r++)
-                ok = lc_dequantize_row(w_type, (const char *)w + (size_t)(n0 + r) * w_nb1, tile + (size_t)r * (size_t)k, k) == LC_OK;
+                ok = dequant_row(w_type, (const char *)w + (size_t)(n0 + r) * w_nb1, tile + (size_t)r * (size_t)k, k) == LC_OK;
             if (!ok) {
 #pragma omp atomic write
                 bad = 1;
@@ -594,7 +629,7 @@ lc_status lc_cpu_matmul_dyW(lc_cpu_ctx *ctx, float *dx, int64_t lddx, const floa
         for (int64_t n0 = 0; n0 < n && kc > 0 && ok; n0 += tr) {
             const int64_t nt = n - n0 < tr ? n - n0 : tr;
             for (int64_t r = 0; r < nt && ok; r++)
-                ok = lc_dequantize_row(w_type, (const char *)w + (size_t)(n0 + r) * w_nb1 + (size_t)b0 * di->type_size,
+                ok = dequant_row(w_type, (const char *)w + (size_t)(n0 + r) * w_nb1 + (size_t)b0 * di->type_size,
                                        tile + (size_t)r * (size_t)kc, kc) == LC_OK;
             if (ok)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)kc, (int)nt, 1.0f, dy + n0, (int)lddy,
@@ -696,40 +731,6 @@ static lc_status lora_inputs(const lc_node *node, lora_view *lv) {
     return LC_OK;
 }
 
-/* keep[i] = lc_rng_keep(seed, stream, base + i, p) for i < n, computed in place so the compiler
- * can vectorise it: Philox4x32-10 exactly as lorac/rng.h states it (key = seed, counter =
- * (index lo, index hi, stream lo, stream hi), 10 rounds, first output word u, uniform
- * (u >> 8) * 2^-24, keep when >= p), 16 counters at a time so each round vectorises. */
-static void dropout_keep_row(uint64_t seed, uint64_t stream, uint64_t base, int64_t n, float p, uint8_t *keep) {
-    enum { LANES = 16 };
-    const uint32_t s0 = (uint32_t)stream, s1 = (uint32_t)(stream >> 32);
-    for (int64_t i0 = 0; i0 < n; i0 += LANES) {
-        uint32_t c0[LANES], c1[LANES], c2[LANES], c3[LANES];
-        for (int l = 0; l < LANES; l++) {
-            const uint64_t idx = base + (uint64_t)(i0 + l);
-            c0[l] = (uint32_t)idx;
-            c1[l] = (uint32_t)(idx >> 32);
-            c2[l] = s0;
-            c3[l] = s1;
-        }
-        uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-        for (int round = 0; round < 10; round++) {
-            for (int l = 0; l < LANES; l++) {
-                const uint64_t p0 = (uint64_t)0xD2511F53u * c0[l], p1 = (uint64_t)0xCD9E8D57u * c2[l];
-                const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
-                c1[l] = (uint32_t)p1;
-                c3[l] = (uint32_t)p0;
-                c0[l] = n0;
-                c2[l] = n2;
-            }
-            k0 += 0x9E3779B9u;
-            k1 += 0xBB67AE85u;
-        }
-        const int64_t m = n - i0 < LANES ? n - i0 : LANES;
-        for (int64_t l = 0; l < m; l++) keep[i0 + l] = (uint8_t)((float)(c0[l] >> 8) * (1.0f / 16777216.0f) >= p);
-    }
-}
-
 /* keep[t][i] = lc_rng_keep(seed, stream, t*in + i, p) (graph.h LORA) and, when h != NULL,
  * h[t][i] = keep ? x[t][i] / (1 - p) : 0. */
 static void dropout_mask(const lc_cpu_ctx *ctx, const lora_view *lv, uint8_t *keep, float *h) {
@@ -741,7 +742,7 @@ static void dropout_mask(const lc_cpu_ctx *ctx, const lora_view *lv, uint8_t *ke
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t t = 0; t < T; t++) {
         uint8_t *kr = keep + t * in;
-        dropout_keep_row(lv->seed, lv->stream, (uint64_t)(t * in), in, lv->p, kr);
+        lc_cpu_dropout_keep(lv->seed, lv->stream, (uint64_t)(t * in), in, lv->p, kr);
         if (h)
             for (int64_t i = 0; i < in; i++) h[t * in + i] = kr[i] ? x[t * ldx + i] / q : 0.0f;
     }
