@@ -741,8 +741,11 @@ static void run_chunked(lc_device *dev, const lc_device_info *info, lt_report *r
     lt_env_init(&e, dev, rep);
     lt_rng r;
     lt_rng_seed(&r, 7004);
-    static const struct { lc_dtype dt; int64_t K, M, N; } mm[] = {{LC_F32, 640, 33, 1000}, {LC_Q5_0, 640, 9, 3000}};
-    for (int ci = 0; ci < 2; ci++) {
+    /* the last: rows of y (12 KB) force chunks of M below 256 and the quantized weight is packed
+     * once per chunk of N with the M chunks inside (vk_gemm.c loop order) */
+    static const struct { lc_dtype dt; int64_t K, M, N; } mm[] = {
+        {LC_F32, 640, 33, 1000}, {LC_Q5_0, 640, 9, 3000}, {LC_Q8_0, 256, 200, 3000}};
+    for (size_t ci = 0; ci < sizeof mm / sizeof mm[0]; ci++) {
         lc_dtype dt = mm[ci].dt;
         int64_t K = mm[ci].K, M = mm[ci].M, N = mm[ci].N;
         float *x = rnd(&r, K * M, -1.0f, 1.2f);
@@ -845,6 +848,91 @@ static void run_chunked(lc_device *dev, const lc_device_info *info, lt_report *r
     }
     lt_env_free(&e);
 }
+
+/* Tensors larger than one storage-buffer binding at the device's real limit (lavapipe: 128 MiB):
+ * an ADD of two 40M-element F32 tensors (160 MB each), which binds its tensors whole, is refused
+ * by lc_graph_plan with LC_ERR_UNSUPPORTED naming the op and the device, before any memory is
+ * allocated; the ops that split such tensors into bindings (a product and get_rows over a
+ * 153.6 MB F32 weight, cross_entropy and its backward over 136 MB of logits) plan and match
+ * plain double-precision loops. Skipped on devices whose limit exceeds the sizes used. */
+static void run_oversize(lc_device *dev, const lc_device_info *info, lt_report *rep, void *user) {
+    (void)user;
+    const int64_t big0 = 10000, big1 = 4000; /* 40M F32 = 160 MB */
+    lc_graph *g = lc_graph_new(dev);
+    if (!lt_check(rep, g != NULL, "lc_graph_new")) return;
+    lc_tensor *a = lc_graph_input(g, LC_F32, big0, big1, "big_a"), *b = lc_graph_input(g, LC_F32, big0, big1, "big_b");
+    lc_tensor *sum = a && b ? lc_add(g, a, b) : NULL;
+    lt_check(rep, sum != NULL, "lc_add of two [%lld, %lld] inputs builds", (long long)big0, (long long)big1);
+    lc_status st = lc_graph_plan(g);
+    const char *msg = lc_last_error();
+    if (st == LC_OK) {
+        lt_log("[vulkan.oversize] %s: a 160 MB binding fits this device; refusal not tested\n", info->spec);
+    } else {
+        lt_log("[vulkan.oversize] %s refuses: %s\n", info->spec, msg);
+        lt_check(rep, st == LC_ERR_UNSUPPORTED, "plan of an ADD of 160 MB tensors: LC_ERR_UNSUPPORTED (got %s: %s)",
+                 lc_status_str(st), msg);
+        lt_check(rep, strstr(msg, "add") != NULL && strstr(msg, info->spec) != NULL,
+                 "the refusal names the op and the device: '%s'", msg);
+    }
+    lc_graph_free(g);
+
+    lt_env e;
+    lt_env_init(&e, dev, rep);
+    lt_rng r;
+    lt_rng_seed(&r, 7005);
+    {
+        const int64_t K = 640, N = 60000, M = 3, NI = 5; /* w: 153.6 MB */
+        float *w = rnd(&r, K * N, -1.0f, 1.0f), *x = rnd(&r, K * M, -1.0f, 1.0f);
+        double *wd = lt_dup_d(w, K * N), *xd = lt_dup_d(x, K * M), *y = lt_dalloc(N * M), *rows = lt_dalloc(K * NI);
+        int32_t ids[5] = {(int32_t)N - 1, 0, 31337, (int32_t)N / 2, 59999};
+        ref_mul_mat(y, xd, wd, K, M, N);
+        ref_get_rows(rows, wd, ids, K, NI);
+        lt_case c;
+        lt_case_begin(&c, &e, "mul_mat and get_rows over a 153.6 MB F32 weight K=%lld N=%lld", (long long)K, (long long)N);
+        lc_tensor *tw = lt_new_f32(&e, K, N, w, 0, "w_big");
+        lc_tensor *out = lc_mul_mat(c.g, lt_new_f32(&e, K, M, x, 0, "x"), tw);
+        lc_tensor *got = lc_get_rows(c.g, tw, lt_new_i32(&e, NI, ids, "ids"));
+        if (lt_case_built(&c, out, "lc_mul_mat") && lt_case_built(&c, got, "lc_get_rows")) {
+            lt_case_expect(&c, out, y, TOL_F32, "y");
+            lt_case_expect(&c, got, rows, TOL_F32, "rows");
+        }
+        lt_case_run(&c);
+        free(w); free(x); free(wd); free(xd); free(y); free(rows);
+    }
+    {
+        const int64_t V = 262144, N = 130; /* logits: 136 MB */
+        float *l = rnd(&r, V * N, -4.0f, 5.0f);
+        int32_t *lab = lt_ialloc(N);
+        for (int64_t i = 0; i < N; i++) lab[i] = i == 7 ? -100 : lt_rng_int(&r, (int32_t)V);
+        double *ld = lt_dup_d(l, V * N), loss = 0.0, *lse = lt_dalloc(N), *dl = lt_dalloc(V * N);
+        lt_case c;
+        lt_case_begin(&c, &e, "cross_entropy over 136 MB of logits V=%lld N=%lld", (long long)V, (long long)N);
+        lc_tensor *tl = lt_new_f32(&e, V, N, l, LC_TENSOR_PARAM, "logits");
+        lc_tensor *out = lc_cross_entropy(c.g, tl, lt_new_i32(&e, N, lab, "labels"), -100);
+        if (lt_case_built(&c, out, "lc_cross_entropy")) {
+            ref_cross_entropy(&loss, lse, ld, lab, V, N, -100, 0.0);
+            lt_case_expect(&c, out, &loss, TOL_F32, "loss");
+            const double *seed = lt_case_backward(&c, out, &r, 0.5f);
+            if (seed) {
+                ref_cross_entropy_back(dl, seed[0], ld, lab, V, N, -100, 0.0);
+                lt_case_expect_grad(&c, tl, dl, TOL_F32, "dlogits");
+            }
+        }
+        lt_case_run(&c);
+        free(l); free(lab); free(ld); free(lse); free(dl);
+    }
+    lt_env_free(&e);
+}
+
+START_TEST(test_oversize) {
+    char specs[MAX_VK][32];
+    int nv = vk_specs("vulkan.oversize", specs);
+    ck_assert_msg(nv >= 0, "LORAC_REQUIRE_BACKENDS names vulkan but no Vulkan device exists");
+    if (nv == 0) return;
+    setenv("LORAC_TEST_DEVICES", "vulkan", 1);
+    ck_assert_int_eq(lt_for_each_device("vulkan.oversize", run_oversize, NULL), 0);
+}
+END_TEST
 
 START_TEST(test_ops_chunked) {
     setenv("LORAC_VULKAN_MAX_BINDING", "1048576", 1);
@@ -993,6 +1081,7 @@ static Suite *vulkan_suite(void) {
         {"gemm_tiled", test_gemm_tiled}, {"products", test_ops_products},
         {"reductions", test_ops_reductions}, {"elementwise", test_ops_elementwise},
         {"fallbacks", test_ops_fallbacks}, {"chunked", test_ops_chunked},
+        {"oversize", test_oversize},
         {"pipeline_cache", test_pipeline_cache},
         {"validation", test_validation}};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {

@@ -16,7 +16,8 @@
  *                                    messages on stderr, errors counted (vk_device.c)
  *   LORAC_VULKAN_CACHE_DIR=dir       pipeline cache directory ("" disables it; vk_pipeline.c)
  *   LORAC_VULKAN_GEMM=texel|ssbo|tiled, LORAC_VULKAN_GEMM_BLOCK=TMxTNxWG   product kernel (vk_gemm.c)
- *   LORAC_VULKAN_PROFILE=1           GPU time per pipeline from timestamps, printed at close
+ *   LORAC_VULKAN_PROFILE=1           GPU time per pipeline and per (graph op, pipeline) from
+ *                                    timestamps, printed at close
  *   for tests of the fallback paths: LORAC_VULKAN_NO_PUSH_DESCRIPTORS=1, LORAC_VULKAN_FORCE_STAGING=1
  *   (staging transfers on unified memory), LORAC_VULKAN_NO_FP64=1, LORAC_VULKAN_MAX_BINDING=bytes
  *   (a lower binding limit, to run the chunked paths on small tensors).
@@ -266,6 +267,12 @@ static void vkb_close(void *ctx) {
                 if (c->prof_count[i])
                     fprintf(stderr, "  %-24s %8ld dispatches %10.3f ms\n", vk_pipe_name((vk_pipe_id)i), c->prof_count[i],
                             c->prof_ns[i] * 1e-6);
+            fprintf(stderr, "lorac vulkan profile on %s (GPU time per graph op and pipeline):\n", c->label);
+            for (int o = 0; o < (int)LC_OP_COUNT; o++)
+                for (int i = 0; i < VK_PIPE_COUNT; i++)
+                    if (c->prof_op_count[o][i])
+                        fprintf(stderr, "  %-20s %-24s %8ld dispatches %10.3f ms\n", o ? lc_op_name((lc_op)o) : "(direct)",
+                                vk_pipe_name((vk_pipe_id)i), c->prof_op_count[o][i], c->prof_op_ns[o][i] * 1e-6);
         }
         vk_buf_destroy(c, c->scratch);
         vk_buf_destroy(c, c->staging);
@@ -360,10 +367,54 @@ static const vk_op_fn vk_ops[LC_OP_COUNT] = {
 };
 
 static bool weight_dtype(lc_dtype t) { return t != LC_I32 && vk_dtype_block((int)t, NULL, NULL); }
+
+/* Whether the implementation of `op` splits tensor slot `slot` (0..LC_MAX_SRC-1: src, then dst)
+ * into bindings within maxStorageBufferRange, so the tensor may be larger than one binding:
+ * every operand of the products (vk_gemm.c chunks rows and k) except LORA_BACK's dx with dropout
+ * (bound whole by shaders/dropout.comp), the table of GET_ROWS (row chunks), the logits and
+ * dlogits of CROSS_ENTROPY(_BACK) (row chunks). Every other op binds each tensor whole. */
+static bool slot_chunked(const lc_node *node, int slot) {
+    const int dst0 = LC_MAX_SRC;
+    switch (node->op) {
+    case LC_OP_MUL_MAT:
+    case LC_OP_MUL_MAT_BACK:
+    case LC_OP_LORA:
+    case LC_OP_LORA_MERGE: return true;
+    case LC_OP_LORA_BACK: return !(slot == dst0 && node->fp[1] > 0.0f);
+    case LC_OP_GET_ROWS: return slot == 0;
+    case LC_OP_CROSS_ENTROPY: return slot == 0;
+    case LC_OP_CROSS_ENTROPY_BACK: return slot == 0 || slot == dst0;
+    default: return false;
+    }
+}
+
+/* Besides op and dtypes: every tensor the op binds whole must fit one storage-buffer binding
+ * (maxStorageBufferRange, 128 MiB on lavapipe), so an oversize tensor is refused when the graph
+ * is planned instead of failing in the middle of a step. The reason (op, tensor, bytes, limit,
+ * device) is left in lc_last_error for the caller's message. */
 static bool vkb_supports(void *ctx, const lc_node *node) {
-    (void)ctx;
+    const vk_ctx *c = ctx;
     if (!node || (int)node->op <= (int)LC_OP_NONE || (int)node->op >= (int)LC_OP_COUNT || !vk_ops[node->op]) return false;
-    return lc_node_dtypes_ok(node, weight_dtype);
+    if (!lc_node_dtypes_ok(node, weight_dtype)) return false;
+    if (!c) return true;
+    for (int k = 0; k < LC_MAX_SRC + LC_MAX_DST; k++) {
+        const lc_tensor *t = k < LC_MAX_SRC ? node->src[k] : node->dst[k - LC_MAX_SRC];
+        if (!t || slot_chunked(node, k)) continue;
+        bool empty = false;
+        for (int d = 0; d < LC_MAX_DIMS; d++) empty = empty || t->ne[d] < 1;
+        if (empty) continue;
+        const VkDeviceSize span = vk_tensor_span(t);
+        if (span > c->max_binding) {
+            lc_error(LC_ERR_UNSUPPORTED,
+                     "vulkan %s on %s: %s%d '%s' (%s, ne %lld x %lld x %lld x %lld) spans %llu bytes, more than one "
+                     "storage-buffer binding (maxStorageBufferRange %llu bytes) and this op does not split it",
+                     lc_op_name(node->op), c->label, k < LC_MAX_SRC ? "src" : "dst", k < LC_MAX_SRC ? k : k - LC_MAX_SRC,
+                     t->name, lc_dtype_name(t->dtype), (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                     (long long)t->ne[3], (unsigned long long)span, (unsigned long long)c->max_binding);
+            return false;
+        }
+    }
+    return true;
 }
 
 static lc_status vkb_compute(void *ctx, lc_node *const *nodes, int n) {
@@ -376,7 +427,9 @@ static lc_status vkb_compute(void *ctx, lc_node *const *nodes, int n) {
             return lc_error(LC_ERR_UNSUPPORTED, "vulkan compute on %s: node %d has an unknown op", c->label, i);
         }
         vk_scratch_reset(c);
+        c->cur_op = (int)node->op;
         lc_status st = vk_ops[node->op](c, node);
+        c->cur_op = (int)LC_OP_NONE;
         if (st != LC_OK) {
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", lc_last_error());

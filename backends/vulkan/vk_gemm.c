@@ -10,20 +10,29 @@
  *    k-major (stored transposed), so no operand is ever transposed. An F32 operand without
  *    dropout whose rows are 16-byte aligned (and, k-contiguous, K % 4 == 0) is read in place; any
  *    other is first packed in its own orientation (dequantised, masked, rows padded to a multiple
- *    of 4 floats) into scratch: O((M + N)·K) next to the O(M·N·K) product. (Packing with a
- *    transpose cost more than the product itself on lavapipe, where scattered stores are slow.)
+ *    of 4 floats) into scratch: O((M + N)·K) next to the O(M·N·K) product. Block-quantised weights
+ *    without dropout are packed by shaders/gemm_pack_q.comp (one invocation per 32 elements, a few
+ *    word loads per block: ~4x faster on lavapipe than the per-element gemm_pack.comp, which was
+ *    80% of a Gemma 3 training step); F32 with dropout, F16 and BF16 by gemm_pack.comp. (Packing
+ *    with a transpose cost more than the product itself on lavapipe, where scattered stores are
+ *    slow. Products that dequantised the weight in registers without the F32 copy (16x4 blocks;
+ *    or one weight row x all 32 rows of A per invocation) ran at 0.5-0.8x the speed of pack +
+ *    texel kernel on lavapipe at T = 32 and 128, so they were dropped.)
  *  - VK_GEMM_TEXEL: register-blocked kernel (TM x TN outputs per invocation, no shared memory)
  *    reading vec4 texels through uniform texel buffers. Measured fastest on lavapipe, where
  *    storage-buffer loads are bounds-checked per lane. VK_GEMM_SSBO: the same kernel through
  *    storage buffers (devices whose texel buffers are small). VK_GEMM_TILED: shared-memory tiles
  *    (BM x BN x BK, register blocks), the usual GPU kernel.
  *  - The choice and the tile sizes come from the device (vk_gemm_choose): CPU devices take
- *    TEXEL with 4x4 blocks; GPUs take TILED with tiles from specialisation constants. The
+ *    TEXEL with 16x8 blocks; GPUs take TILED with tiles from specialisation constants. The
  *    environment variable LORAC_VULKAN_GEMM = texel | ssbo | tiled overrides it (tests run all).
  *  - Operands larger than one binding (maxStorageBufferRange, maxTexelBufferElements) or than the
  *    packing budget are split into chunks of rows of A (and C), rows of B (columns of C) and of
- *    k (later k-chunks accumulate into C with beta = 1). Chunk sizes are multiples of 256 so that
- *    quantized blocks never straddle a chunk edge.
+ *    k (later k-chunks accumulate into C with beta = 1). Chunks of k, and of rows that run across
+ *    the blocks of a transposed quantized operand, are multiples of 256 so that quantized blocks
+ *    never straddle a chunk edge; other row chunks are multiples of 4 (a 512 x 262144 logits C
+ *    needs chunks of fewer than 128 rows). The loop over chunks packs the operand of the outer
+ *    loop once per k chunk: N is outer when that repeats fewer packed elements.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +40,8 @@
 
 #include "vk_internal.h"
 
-#define PACK_BUDGET ((VkDeviceSize)32 << 20) /* bytes per packed operand chunk */
+#define PACK_BUDGET ((VkDeviceSize)32 << 20) /* bytes per packed operand chunk (smaller, cache-sized
+                                                chunks measured no faster on lavapipe: 1-4 MiB) */
 
 typedef struct gemm_push {
     uint32_t M, N, K4, K, lda4, ldb4, a_off4, b_off4, c_off, ldc, c_dtype;
@@ -146,6 +156,18 @@ static lc_status pack(vk_ctx *c, const vk_operand *o, uint64_t r0, uint64_t nr, 
     uint32_t src_elem = 0, dst_elem = 0;
     if ((st = vk_bind_range(c, o->buf, off, span, false, op, &binds[0], &src_elem, 1)) != LC_OK) return st;
     if ((st = vk_bind_range(c, *pbuf, *poff, bytes, true, op, &binds[1], &dst_elem, 16)) != LC_OK) return st;
+    *ld_out = ldp;
+    uint32_t be = 1, bb = 4;
+    if (vk_dtype_block(o->dtype, &be, &bb) && be >= 32 && !(o->drop_p > 0.0f) && ncols % 32 == 0) {
+        /* block-quantised weight: one invocation per group of 32 (shaders/gemm_pack_q.comp) */
+        struct { uint32_t src_off, row_bytes, nrows, ngroups, dst_off4, ldp4, last_word; } qp = {
+            .src_off = src_elem, .row_bytes = (uint32_t)row_stride(o), .nrows = (uint32_t)nrows,
+            .ngroups = (uint32_t)(ncols / 32), .dst_off4 = dst_elem, .ldp4 = ldp / 4,
+            .last_word = (uint32_t)((binds[0].range - 1) / 4)};
+        vk_spec sq = {1, {(uint32_t)o->dtype}};
+        return vk_dispatch(c, VK_PIPE_GEMM_PACK_Q, &sq, binds, 2, &qp, sizeof qp,
+                           vk_groups(c, (uint64_t)nrows * (ncols / 32), 64), 1, 1);
+    }
     pack_push pc = {
         .src_off = src_elem,
         .row_bytes = (uint32_t)row_stride(o),
@@ -169,13 +191,35 @@ static lc_status pack(vk_ctx *c, const vk_operand *o, uint64_t r0, uint64_t nr, 
     return vk_dispatch(c, VK_PIPE_GEMM_PACK, &sp, binds, 2, &pc, sizeof pc, gx < cap ? gx : cap, gy < cap ? gy : cap, 1);
 }
 
-/* Largest chunk (multiple of 256, or the whole `total`) for which fits(chunk) holds. */
+/* Rows [r0, r0+nr) x k [k0, k0+nk) of operand o as the product kernels read it: packed into
+ * scratch when `packed`, else the range of o itself. Returns buffer, byte offset, span and ld
+ * (floats). */
+static lc_status operand_chunk(vk_ctx *c, bool packed, const vk_operand *o, uint64_t r0, uint64_t nr, uint64_t k0,
+                               uint64_t nk, vk_buf **buf, VkDeviceSize *off, VkDeviceSize *span, uint32_t *ld,
+                               const char *op) {
+    if (packed) {
+        lc_status st = pack(c, o, r0, nr, k0, nk, buf, off, ld, op);
+        *span = (VkDeviceSize)(o->trans ? nk : nr) * *ld * 4;
+        return st;
+    }
+    sub_span(o, r0, nr, k0, nk, off, span);
+    *buf = o->buf;
+    *ld = o->ld;
+    return LC_OK;
+}
+
+/* Largest chunk (a multiple of `gran`, or the whole `total`) for which fits(chunk) holds. */
 typedef bool (*fits_fn)(const void *ctx, uint64_t chunk);
-static uint64_t pick_chunk(uint64_t total, fits_fn fits, const void *ctx) {
+static uint64_t pick_chunk(uint64_t total, fits_fn fits, const void *ctx, uint64_t gran) {
     uint64_t ch = total;
-    while (ch > 256 && !fits(ctx, ch)) ch = round_up((ch + 1) / 2, 256);
+    while (ch > gran && !fits(ctx, ch)) ch = round_up((ch + 1) / 2, gran);
     return ch;
 }
+
+/* Granularity of row chunks of an operand: 256 where its rows run across the quantized blocks of
+ * a transposed storage (blocks never straddle a chunk edge), else 4. Rows of C are chunked with
+ * those of A, and C rows can be long (262144 logits: 1 MiB each), so M chunks go below 256. */
+static uint64_t row_gran(const vk_operand *o) { return o->trans && o->dtype != LC_F32 ? 256 : 4; }
 
 typedef struct chunk_ctx {
     const vk_ctx *c;
@@ -252,9 +296,9 @@ lc_status vk_gemm_record(vk_ctx *c, int m, int n, int k, float alpha, const vk_o
     x.pack_a = !direct_ok(a, (uint64_t)k);
     x.pack_b = !direct_ok(b, (uint64_t)k);
     x.kc = x.K;
-    x.kc = pick_chunk(x.K, k_fits, &x);
-    uint64_t mc = pick_chunk(x.M, m_fits, &x);
-    uint64_t nc = pick_chunk(x.N, n_fits, &x);
+    x.kc = pick_chunk(x.K, k_fits, &x, 256);
+    uint64_t mc = pick_chunk(x.M, m_fits, &x, row_gran(a));
+    uint64_t nc = pick_chunk(x.N, n_fits, &x, row_gran(b));
     if (!k_fits(&x, x.kc) || !m_fits(&x, mc) || !n_fits(&x, nc))
         return lc_error(LC_ERR_UNSUPPORTED, "vulkan %s on %s: a %d x %d x %d product does not fit the device's binding "
                         "limit (%llu bytes) even in chunks", op, c->label, m, n, k, (unsigned long long)x.limit);
@@ -266,37 +310,40 @@ lc_status vk_gemm_record(vk_ctx *c, int m, int n, int k, float alpha, const vk_o
     vk_pipe_id pipe = c->gemm_kind == VK_GEMM_TEXEL ? VK_PIPE_GEMM_NT_TEXEL
                       : c->gemm_kind == VK_GEMM_SSBO ? VK_PIPE_GEMM_NT_SSBO
                                                      : VK_PIPE_GEMM_TILED;
+    /* Loop order: the operand packed in the outer loop is packed once per k chunk, the inner one
+     * once per outer chunk. N outer when that repeats fewer packed elements (a 262144-row
+     * quantized embedding against 512 tokens in row chunks of C: pack it once, not per M chunk). */
+    const uint64_t m_chunks = (x.M + mc - 1) / mc, n_chunks = (x.N + nc - 1) / nc;
+    const bool n_outer = x.pack_b && m_chunks > 1 && (!x.pack_a || (m_chunks - 1) * x.N > (n_chunks - 1) * x.M);
+    const uint64_t outer_total = n_outer ? x.N : x.M, outer_step = n_outer ? nc : mc;
+    const uint64_t inner_total = n_outer ? x.M : x.N, inner_step = n_outer ? mc : nc;
     for (uint64_t k0 = 0; k0 < x.K; k0 += x.kc) {
         uint64_t nk = x.K - k0 < x.kc ? x.K - k0 : x.kc;
         float beta_k = k0 == 0 ? beta : 1.0f;
-        for (uint64_t m0 = 0; m0 < x.M; m0 += mc) {
-            uint64_t nm = x.M - m0 < mc ? x.M - m0 : mc;
+        for (uint64_t o0 = 0; o0 < outer_total; o0 += outer_step) {
+            const uint64_t no = outer_total - o0 < outer_step ? outer_total - o0 : outer_step;
             VkDeviceSize save_scratch = c->scratch_used;
-            vk_buf *abuf;
-            VkDeviceSize aoff, aspan;
-            uint32_t lda;
-            if (x.pack_a) {
-                if ((st = pack(c, a, m0, nm, k0, nk, &abuf, &aoff, &lda, op)) != LC_OK) return st;
-                aspan = (VkDeviceSize)(a->trans ? nk : nm) * lda * 4;
-            } else {
-                sub_span(a, m0, nm, k0, nk, &aoff, &aspan);
-                abuf = a->buf;
-                lda = a->ld;
-            }
-            for (uint64_t n0 = 0; n0 < x.N; n0 += nc) {
-                uint64_t nn = x.N - n0 < nc ? x.N - n0 : nc;
+            vk_buf *obuf;
+            VkDeviceSize ooff, ospan;
+            uint32_t old;
+            if ((st = operand_chunk(c, n_outer ? x.pack_b : x.pack_a, n_outer ? b : a, o0, no, k0, nk, &obuf, &ooff,
+                                    &ospan, &old, op)) != LC_OK)
+                return st;
+            for (uint64_t i0 = 0; i0 < inner_total; i0 += inner_step) {
+                const uint64_t ni = inner_total - i0 < inner_step ? inner_total - i0 : inner_step;
                 VkDeviceSize save_b = c->scratch_used;
-                vk_buf *bbuf;
-                VkDeviceSize boff, bspan;
-                uint32_t ldb;
-                if (x.pack_b) {
-                    if ((st = pack(c, b, n0, nn, k0, nk, &bbuf, &boff, &ldb, op)) != LC_OK) return st;
-                    bspan = (VkDeviceSize)(b->trans ? nk : nn) * ldb * 4;
-                } else {
-                    sub_span(b, n0, nn, k0, nk, &boff, &bspan);
-                    bbuf = b->buf;
-                    ldb = b->ld;
-                }
+                vk_buf *ibuf;
+                VkDeviceSize ioff, ispan;
+                uint32_t ild;
+                const uint64_t m0 = n_outer ? i0 : o0, nm = n_outer ? ni : no;
+                const uint64_t n0 = n_outer ? o0 : i0, nn = n_outer ? no : ni;
+                if ((st = operand_chunk(c, n_outer ? x.pack_a : x.pack_b, n_outer ? a : b, i0, ni, k0, nk, &ibuf, &ioff,
+                                        &ispan, &ild, op)) != LC_OK)
+                    return st;
+                vk_buf *abuf = n_outer ? ibuf : obuf, *bbuf = n_outer ? obuf : ibuf;
+                const VkDeviceSize aoff = n_outer ? ioff : ooff, aspan = n_outer ? ispan : ospan;
+                const VkDeviceSize boff = n_outer ? ooff : ioff, bspan = n_outer ? ospan : ispan;
+                const uint32_t lda = n_outer ? ild : old, ldb = n_outer ? old : ild;
                 vk_bind binds[3];
                 gemm_push pc = {.M = (uint32_t)nm, .N = (uint32_t)nn, .K4 = (uint32_t)((nk + 3) / 4), .K = (uint32_t)nk,
                                 .lda4 = lda / 4, .ldb4 = ldb / 4, .ldc = ldc, .c_dtype = (uint32_t)c_dtype,

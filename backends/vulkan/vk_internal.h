@@ -65,6 +65,7 @@
     X(CROSS_ENTROPY_BACK, "cross_entropy_back", "SSSSS")   \
     X(DROPOUT, "dropout", "SS")                            \
     X(GEMM_PACK, "gemm_pack", "SS")                        \
+    X(GEMM_PACK_Q, "gemm_pack_q", "SS")                    \
     X(GEMM_NT_TEXEL, "gemm_nt", "TTS")                     \
     X(GEMM_NT_SSBO, "gemm_nt_ssbo", "SSS")                 \
     X(GEMM_TILED, "gemm_tiled", "SSS")
@@ -121,9 +122,10 @@ typedef struct vk_batch {
     VkQueryPool queries;  /* LORAC_VULKAN_PROFILE: two timestamps per dispatch */
     int n_queries;
     vk_pipe_id *query_pipe;
+    int *query_op;        /* lc_op of the node that recorded the dispatch */
 } vk_batch;
 
-#define VK_PROFILE_QUERIES 4096
+#define VK_PROFILE_QUERIES 16384
 
 /* A buffer range touched by a recorded command since the last barrier. */
 typedef struct vk_access {
@@ -205,6 +207,9 @@ typedef struct vk_ctx {
     double timestamp_ns;   /* nanoseconds per timestamp tick */
     double prof_ns[VK_PIPE_COUNT];
     long prof_count[VK_PIPE_COUNT];
+    int cur_op;            /* lc_op being recorded (LC_OP_NONE outside compute) */
+    double prof_op_ns[LC_OP_COUNT][VK_PIPE_COUNT];  /* the same split by graph op */
+    long prof_op_count[LC_OP_COUNT][VK_PIPE_COUNT];
 
     /* product kernel choice */
     int gemm_kind;       /* VK_GEMM_TEXEL, VK_GEMM_SSBO or VK_GEMM_TILED */

@@ -7,6 +7,7 @@
  * cross_entropy_loss.comp (one workgroup: counted rows, the sum of nll in a fixed tree, / D).
  * Backward: cross_entropy_loss.comp in mode 1 computes coef = dloss / D on the device (dloss is
  * a device tensor), then cross_entropy_back.comp writes the gradient row by row.
+ * Rows whose length and offsets are multiples of 4 floats are read (and written) as vec4.
  * Logits larger than one binding (a 262144-token vocabulary times 1024 tokens is 1 GiB) are
  * processed in chunks of rows, each within maxStorageBufferRange.
  */
@@ -89,7 +90,8 @@ lc_status vk_op_cross_entropy(vk_ctx *c, const lc_node *node) {
         pc.nll_off = nll0 + u32(n0);
         pc.N = u32(nr);
         uint32_t groups = nr < 65535 ? u32(nr) : 65535;
-        if ((st = vk_dispatch(c, VK_PIPE_CROSS_ENTROPY, NULL, b, 4, &pc, sizeof pc, groups, 1, 1)) != LC_OK) return st;
+        vk_spec sp = {1, {V % 4 == 0 && pc.x_off % 4 == 0 ? 1u : 0u}};
+        if ((st = vk_dispatch(c, VK_PIPE_CROSS_ENTROPY, &sp, b, 4, &pc, sizeof pc, groups, 1, 1)) != LC_OK) return st;
     }
     pc.lab_off = lab0;
     pc.nll_off = nll0;
@@ -161,7 +163,8 @@ lc_status vk_op_cross_entropy_back(vk_ctx *c, const lc_node *node) {
         pc.lse_off = lse0 + u32(n0);
         pc.N = u32(nr);
         uint32_t groups = nr < 65535 ? u32(nr) : 65535;
-        if ((st = vk_dispatch(c, VK_PIPE_CROSS_ENTROPY_BACK, NULL, b, 5, &pc, sizeof pc, groups, 1, 1)) != LC_OK)
+        vk_spec sp = {1, {V % 4 == 0 && pc.x_off % 4 == 0 && pc.dx_off % 4 == 0 ? 1u : 0u}};
+        if ((st = vk_dispatch(c, VK_PIPE_CROSS_ENTROPY_BACK, &sp, b, 5, &pc, sizeof pc, groups, 1, 1)) != LC_OK)
             return st;
     }
     return LC_OK;

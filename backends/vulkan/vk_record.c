@@ -52,7 +52,8 @@ lc_status vk_record_init(vk_ctx *c) {
             };
             r = vkCreateQueryPool(c->device, &qci, NULL, &b->queries);
             b->query_pipe = calloc(VK_PROFILE_QUERIES, sizeof *b->query_pipe);
-            if (r != VK_SUCCESS || !b->query_pipe) c->profile = false;
+            b->query_op = calloc(VK_PROFILE_QUERIES, sizeof *b->query_op);
+            if (r != VK_SUCCESS || !b->query_pipe || !b->query_op) c->profile = false;
         }
     }
     c->cur = -1;
@@ -67,8 +68,12 @@ static void collect_profile(vk_ctx *c, vk_batch *b) {
     if (t && vkGetQueryPoolResults(c->device, b->queries, 0, (uint32_t)b->n_queries * 2, (size_t)b->n_queries * 16, t, 8,
                                    VK_QUERY_RESULT_64_BIT) == VK_SUCCESS)
         for (int i = 0; i < b->n_queries; i++) {
-            if (t[2 * i + 1] >= t[2 * i]) c->prof_ns[b->query_pipe[i]] += (double)(t[2 * i + 1] - t[2 * i]) * c->timestamp_ns;
+            const double ns = t[2 * i + 1] >= t[2 * i] ? (double)(t[2 * i + 1] - t[2 * i]) * c->timestamp_ns : 0.0;
+            const int op = b->query_op[i] > (int)LC_OP_NONE && b->query_op[i] < (int)LC_OP_COUNT ? b->query_op[i] : 0;
+            c->prof_ns[b->query_pipe[i]] += ns;
             c->prof_count[b->query_pipe[i]]++;
+            c->prof_op_ns[op][b->query_pipe[i]] += ns;
+            c->prof_op_count[op][b->query_pipe[i]]++;
         }
     free(t);
 }
@@ -102,6 +107,7 @@ void vk_record_destroy(vk_ctx *c) {
         free(b->views);
         free(b->retired);
         free(b->query_pipe);
+        free(b->query_op);
         if (b->queries) vkDestroyQueryPool(c->device, b->queries, NULL);
         if (b->fence) vkDestroyFence(c->device, b->fence, NULL);
         memset(b, 0, sizeof *b);
@@ -398,7 +404,8 @@ lc_status vk_dispatch(vk_ctx *c, vk_pipe_id pipe, const vk_spec *spec, const vk_
     vkCmdDispatch(cb, gx, gy, gz);
     if (timed) {
         vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, b->queries, (uint32_t)(2 * b->n_queries + 1));
-        b->query_pipe[b->n_queries++] = pipe;
+        b->query_pipe[b->n_queries] = pipe;
+        b->query_op[b->n_queries++] = c->cur_op;
     }
     b->n_dispatches++;
     return LC_OK;
