@@ -589,9 +589,17 @@ lc_status lc_device_run_node(lc_device *dev, const lc_node *node) {
             return lc_error(LC_ERR_INVALID_ARG, "lc_device_run_node(%s): tensor '%s' lives on %s, not on %s", op,
                             t->name, t->buffer->device ? t->buffer->device->info.spec : "(none)", dev->info.spec);
     }
-    if (dev->iface->supports && !dev->iface->supports(dev->ctx, node))
-        return lc_error(LC_ERR_UNSUPPORTED, "lc_device_run_node: %s (%s) does not support op %s with src0 %s",
-                        dev->info.spec, dev->info.name, op, node->src[0] ? lc_dtype_name(node->src[0]->dtype) : "-");
+    if (dev->iface->supports) {
+        lc_clear_error();
+        if (!dev->iface->supports(dev->ctx, node)) {
+            /* A backend may leave its detailed reason (tensor, bytes, limit) in lc_last_error. */
+            char why[1024];
+            snprintf(why, sizeof why, "%s", lc_last_error());
+            return lc_error(LC_ERR_UNSUPPORTED, "lc_device_run_node: %s (%s) does not support op %s with src0 %s%s%s",
+                            dev->info.spec, dev->info.name, op, node->src[0] ? lc_dtype_name(node->src[0]->dtype) : "-",
+                            why[0] ? ": " : "", why);
+        }
+    }
     lc_status st;
     if (dev->iface->run) {
         st = dev->iface->run(dev->ctx, node);

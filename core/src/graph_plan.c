@@ -132,11 +132,16 @@ static lc_status check_nodes(lc_graph *g) {
                 return lc_error(LC_ERR_INVALID_ARG, "lc_graph_plan: node %d (%s) uses '%s' from device %s, not %s", i,
                                 lc_op_name(n->op), t->name, t->buffer->device->info.spec, dev->info.spec);
         }
-        if (dev->iface->supports && !dev->iface->supports(dev->ctx, n)) {
-            char types[256];
-            node_dtypes(n, types, sizeof types);
-            return lc_error(LC_ERR_UNSUPPORTED, "lc_graph_plan: device %s (%s) does not support node %d: op %s (%s)",
-                            dev->info.spec, dev->info.name, i, lc_op_name(n->op), types);
+        if (dev->iface->supports) {
+            lc_clear_error();
+            if (!dev->iface->supports(dev->ctx, n)) {
+                /* A backend may leave its detailed reason (tensor, bytes, limit) in lc_last_error. */
+                char types[256], why[1024];
+                node_dtypes(n, types, sizeof types);
+                snprintf(why, sizeof why, "%s", lc_last_error());
+                return lc_error(LC_ERR_UNSUPPORTED, "lc_graph_plan: device %s (%s) does not support node %d: op %s (%s)%s%s",
+                                dev->info.spec, dev->info.name, i, lc_op_name(n->op), types, why[0] ? ": " : "", why);
+            }
         }
     }
     return LC_OK;
