@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/lt_util.h"
+#include "common/lt_suite.h"
 #include "lorac/adapter.h"
 #include "lorac/gguf.h"
 #include "lorac/lorac.h"
@@ -771,10 +772,7 @@ static Suite *adapter_suite(void) {
 int main(void) {
     snprintf(tmp_root, sizeof tmp_root, "/tmp/lorac_adapter_%d", (int)getpid());
     mkdir(tmp_root, 0777);
-    SRunner *sr = srunner_create(adapter_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(adapter_suite());
     if (tmp_root[0]) rmdir(tmp_root);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

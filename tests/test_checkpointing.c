@@ -26,6 +26,7 @@
 #include "common/lt_device.h"
 #include "common/lt_graph.h"
 #include "common/lt_util.h"
+#include "common/lt_suite.h"
 #include "lorac/lorac.h"
 
 static bool is_cpu(const lc_device_info *info) { return strncmp(info->spec, "cpu", 3) == 0; }
@@ -574,7 +575,6 @@ START_TEST(test_trainer) { ck_assert_int_eq(lt_for_each_device("checkpointing.tr
 END_TEST
 
 int main(void) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
     Suite *s = suite_create("checkpointing");
     struct { const char *name; const TTest *fn; } tests[] = {
         {"chain", test_chain}, {"models", test_models}, {"errors", test_errors}, {"trainer", test_trainer}};
@@ -584,9 +584,6 @@ int main(void) {
         tcase_add_test(tc, tests[i].fn);
         suite_add_tcase(s, tc);
     }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(s);
     return failed == 0 ? 0 : 1;
 }

@@ -9,6 +9,8 @@
  * repeated here.
  */
 #include <check.h>
+
+#include "common/lt_suite.h"
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -155,9 +157,6 @@ static Suite *cpu_exp_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(cpu_exp_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(cpu_exp_suite());
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -10,6 +10,8 @@
  * masks by decoding the labels that are not -100.
  */
 #include <check.h>
+
+#include "common/lt_suite.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1276,9 +1278,6 @@ static Suite *data_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(data_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(data_suite());
     return failed == 0 ? 0 : 1;
 }

@@ -4,6 +4,8 @@
  * created in the parent process). Expected values are computed here by hand or by plain loops.
  */
 #include <check.h>
+
+#include "common/lt_suite.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -380,9 +382,6 @@ static Suite *device_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(device_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(device_suite());
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -7,6 +7,8 @@
  * errors for bad input.
  */
 #include <check.h>
+
+#include "common/lt_suite.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -817,10 +819,7 @@ static Suite *dtype_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(dtype_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(dtype_suite());
     free(fixture_data);
     return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -17,6 +17,7 @@
 #include "lorac/lorac.h"
 #include "lorac/gguf.h"
 #include "common/lt_util.h"
+#include "common/lt_suite.h"
 
 #ifndef LORAC_FIXTURE_DIR
 #define LORAC_FIXTURE_DIR "tests/fixtures"
@@ -1249,9 +1250,6 @@ static Suite *gguf_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(gguf_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(gguf_suite());
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -22,6 +22,7 @@
 #include "common/lt_util.h"
 #include "common/ref_ops.h"
 #include "common/toy_model.h"
+#include "common/lt_suite.h"
 #include "lorac/lorac.h"
 
 #define TOL_FD 1e-4
@@ -429,7 +430,6 @@ START_TEST(test_toy_fd) {
 END_TEST
 
 int main(void) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
     Suite *s = suite_create("grad");
     TCase *tc = tcase_create("ops");
     tcase_set_timeout(tc, 600);
@@ -439,9 +439,6 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_toy_fd, 0, (int)(sizeof toy_variants / sizeof toy_variants[0]));
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(s);
     return failed == 0 ? 0 : 1;
 }

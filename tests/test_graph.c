@@ -6,6 +6,8 @@
  * loops here.
  */
 #include <check.h>
+
+#include "common/lt_suite.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -838,9 +840,6 @@ static Suite *graph_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(graph_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(graph_suite());
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -19,6 +19,7 @@
 #include "common/ref_ops.h"
 #include "common/ref_quant.h"
 #include "common/toy_model.h"
+#include "common/lt_suite.h"
 #include "lorac/lorac.h"
 
 /* ---- scaling: alpha/r (rsLoRA alpha/sqrt(r)), after B, applied once ---------------------------- */
@@ -585,7 +586,6 @@ START_TEST(test_first_step) {
 END_TEST
 
 int main(void) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
     Suite *s = suite_create("lora");
     struct { const char *name; const TTest *fn; } tests[] = {
         {"scaling", test_scaling},   {"orientation", test_orientation}, {"merge_unmerge", test_merge_unmerge},
@@ -600,9 +600,6 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_first_step, 0, 2);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(s);
     return failed == 0 ? 0 : 1;
 }

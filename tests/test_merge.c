@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "common/lt_util.h"
+#include "common/lt_suite.h"
 #include "lorac/adapter.h"
 #include "lorac/dtype.h"
 #include "lorac/gguf.h"
@@ -516,9 +517,6 @@ static Suite *merge_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(merge_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(merge_suite());
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -30,6 +30,7 @@
 #include "common/lt_device.h"
 #include "common/lt_util.h"
 #include "common/ref_ops.h"
+#include "common/lt_suite.h"
 #include "lorac/infer.h"
 #include "lorac/lorac.h"
 #include "lorac/model.h"
@@ -1234,9 +1235,6 @@ static Suite *model_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(model_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(model_suite());
     return failed ? 1 : 0;
 }

@@ -35,6 +35,7 @@
 #include "common/lt_device.h"
 #include "common/lt_util.h"
 #include "common/ref_quant.h"
+#include "common/lt_suite.h"
 #include "lorac/lorac.h"
 
 #define NMSE_TOL 1e-7
@@ -1077,10 +1078,6 @@ static Suite *opencl_suite(void) {
 }
 
 int main(void) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    SRunner *sr = srunner_create(opencl_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(opencl_suite());
     return failed == 0 ? 0 : 1;
 }

@@ -31,6 +31,7 @@
 #include "common/lt_util.h"
 #include "common/ref_ops.h"
 #include "common/ref_quant.h"
+#include "common/lt_suite.h"
 #include "lorac/lorac.h"
 
 #define TOL_F32 1e-5
@@ -1265,10 +1266,6 @@ static Suite *op_suite(void) {
 }
 
 int main(void) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    SRunner *sr = srunner_create(op_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(op_suite());
     return failed == 0 ? 0 : 1;
 }

@@ -34,6 +34,7 @@
 
 #include "common/lt_device.h"
 #include "common/lt_util.h"
+#include "common/lt_suite.h"
 #include "lorac/lorac.h"
 
 #define TINY LORAC_FIXTURE_DIR "/tiny_llama.gguf"
@@ -389,7 +390,26 @@ static void saved_free(saved_ck *c) {
     free(c->lora);
 }
 
-/* Save step N+1 under RLIMIT_FSIZE = limit bytes: must fail with EFBIG inside `file`. */
+/* Save the trainer's next checkpoint into root (keep 2); the status, with lc_last_error copied
+ * to msg. */
+static lc_status save_next(setup *s, const char *root, char *msg, size_t cap) {
+    lc_checkpoint_extra x = extra_of(s);
+    const lc_status st = lc_checkpoint_save(s->tr, root, &x, 2, NULL, 0);
+    snprintf(msg, cap, "%s", lc_last_error());
+    return st;
+}
+
+/* A failed save: LC_ERR_IO, and a message holding strerror(err), the directory and, when not
+ * NULL, the file the write failed in. */
+static void check_save_error(lc_status st, const char *msg, int err, const char *root, const char *file) {
+    ck_assert_int_eq(st, LC_ERR_IO);
+    ck_assert_msg(strstr(msg, strerror(err)) != NULL, "message lacks '%s': %s", strerror(err), msg);
+    if (file) ck_assert_msg(strstr(msg, file) != NULL, "message does not name %s: %s", file, msg);
+    ck_assert_msg(strstr(msg, root) != NULL, "message does not name the directory %s: %s", root, msg);
+}
+
+/* Save step N+1 under RLIMIT_FSIZE = limit bytes: must fail with EFBIG inside `file`. The limit
+ * is lifted again before anything is asserted. */
 static void save_with_fsize_limit(setup *s, const char *root, rlim_t limit, const char *file) {
     struct rlimit old, lim;
     ck_assert(getrlimit(RLIMIT_FSIZE, &old) == 0);
@@ -397,17 +417,12 @@ static void save_with_fsize_limit(setup *s, const char *root, rlim_t limit, cons
     lim.rlim_cur = limit;
     void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
     ck_assert(setrlimit(RLIMIT_FSIZE, &lim) == 0);
-    lc_checkpoint_extra x = extra_of(s);
-    const lc_status st = lc_checkpoint_save(s->tr, root, &x, 2, NULL, 0);
     char msg[2048];
-    snprintf(msg, sizeof msg, "%s", lc_last_error());
+    const lc_status st = save_next(s, root, msg, sizeof msg);
     ck_assert(setrlimit(RLIMIT_FSIZE, &old) == 0);
     signal(SIGXFSZ, prev);
     lt_log("  RLIMIT_FSIZE %llu: %s\n", (unsigned long long)limit, msg);
-    ck_assert_int_eq(st, LC_ERR_IO);
-    ck_assert_msg(strstr(msg, strerror(EFBIG)) != NULL, "message lacks '%s': %s", strerror(EFBIG), msg);
-    ck_assert_msg(strstr(msg, file) != NULL, "message does not name %s: %s", file, msg);
-    ck_assert_msg(strstr(msg, root) != NULL, "message does not name the directory %s: %s", root, msg);
+    check_save_error(st, msg, EFBIG, root, file);
 }
 
 START_TEST(test_full_disk_fsize) {
@@ -426,8 +441,8 @@ START_TEST(test_full_disk_fsize) {
     save_with_fsize_limit(&s, root, mid, "optimizer.safetensors");
     check_intact(dev, root, &c);
     /* Without a limit the same save succeeds and moves `latest`. */
-    lc_checkpoint_extra x = extra_of(&s);
-    ck_assert_msg(lc_checkpoint_save(s.tr, root, &x, 2, NULL, 0) == LC_OK, "save: %s", lc_last_error());
+    char msg[2048];
+    ck_assert_msg(save_next(&s, root, msg, sizeof msg) == LC_OK, "save: %s", msg);
     char p[4096];
     snprintf(p, sizeof p, "%s/latest", root);
     char *latest = read_all(p, NULL);
@@ -481,14 +496,10 @@ START_TEST(test_full_disk_enospc) {
     memset(&c, 0, sizeof c);
     first_checkpoint(dev, &s, root, &c);
     ck_assert_msg(setup_step(&s, NULL) == LC_OK, "step: %s", lc_last_error());
-    lc_checkpoint_extra x = extra_of(&s);
-    const lc_status st = lc_checkpoint_save(s.tr, root, &x, 2, NULL, 0);
     char msg[2048];
-    snprintf(msg, sizeof msg, "%s", lc_last_error());
+    const lc_status st = save_next(&s, root, msg, sizeof msg);
     lt_log("  full tmpfs: %s\n", msg);
-    ck_assert_int_eq(st, LC_ERR_IO);
-    ck_assert_msg(strstr(msg, strerror(ENOSPC)) != NULL, "message lacks '%s': %s", strerror(ENOSPC), msg);
-    ck_assert_msg(strstr(msg, root) != NULL, "message does not name the directory: %s", msg);
+    check_save_error(st, msg, ENOSPC, root, NULL);
     check_intact(dev, root, &c);
     saved_free(&c);
     setup_free(&s);
@@ -659,9 +670,6 @@ static Suite *resume_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(resume_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(resume_suite());
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -12,6 +12,8 @@
  * vocabulary read from the file by a minimal GGUF reader below (independent of core/src/gguf.c).
  */
 #include <check.h>
+
+#include "common/lt_suite.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1054,9 +1056,6 @@ static Suite *tokenizer_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(tokenizer_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(tokenizer_suite());
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

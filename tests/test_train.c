@@ -19,6 +19,7 @@
 
 #include "common/lt_util.h"
 #include "common/ref_ops.h"
+#include "common/lt_suite.h"
 #include "lorac/lorac.h"
 #include "lorac/model.h"
 #include "lorac/train.h"
@@ -583,9 +584,6 @@ static Suite *train_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(train_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(train_suite());
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

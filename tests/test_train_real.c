@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 
 #include "common/lt_util.h"
+#include "common/lt_suite.h"
 #include "lorac/data.h"
 #include "lorac/lorac.h"
 #include "lorac/model.h"
@@ -288,9 +289,6 @@ static Suite *train_real_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(train_real_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(train_real_suite());
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -29,6 +29,7 @@
 #include "common/lt_util.h"
 #include "common/ref_ops.h"
 #include "common/ref_quant.h"
+#include "common/lt_suite.h"
 #include "device_internal.h"
 #include "lorac/lorac.h"
 
@@ -731,6 +732,30 @@ static void run_elementwise(lc_device *dev, const lc_device_info *info, lt_repor
     lt_env_free(&e);
 }
 
+/* cross_entropy (ignore_index -100) over random logits [V, N] with one ignored row, forward
+ * loss and backward dlogits against plain double loops. */
+static void case_cross_entropy(lt_env *e, lt_rng *rng, int64_t V, int64_t N, int64_t ignored_row, const char *title) {
+    float *l = rnd(rng, V * N, -4.0f, 5.0f);
+    int32_t *lab = lt_ialloc(N);
+    for (int64_t i = 0; i < N; i++) lab[i] = i == ignored_row ? -100 : lt_rng_int(rng, (int32_t)V);
+    double *ld = lt_dup_d(l, V * N), loss = 0.0, *lse = lt_dalloc(N), *dl = lt_dalloc(V * N);
+    lt_case c;
+    lt_case_begin(&c, e, "%s V=%lld N=%lld", title, (long long)V, (long long)N);
+    lc_tensor *tl = lt_new_f32(e, V, N, l, LC_TENSOR_PARAM, "logits");
+    lc_tensor *out = lc_cross_entropy(c.g, tl, lt_new_i32(e, N, lab, "labels"), -100);
+    if (lt_case_built(&c, out, "lc_cross_entropy")) {
+        ref_cross_entropy(&loss, lse, ld, lab, V, N, -100, 0.0);
+        lt_case_expect(&c, out, &loss, TOL_F32, "loss");
+        const double *seed = lt_case_backward(&c, out, rng, 0.5f);
+        if (seed) {
+            ref_cross_entropy_back(dl, seed[0], ld, lab, V, N, -100, 0.0);
+            lt_case_expect_grad(&c, tl, dl, TOL_F32, "dlogits");
+        }
+    }
+    lt_case_run(&c);
+    free(l); free(lab); free(ld); free(lse); free(dl);
+}
+
 /* Tensors larger than one binding, with the binding limit lowered to 1 MiB
  * (LORAC_VULKAN_MAX_BINDING) so the chunked paths run on small shapes: products split along M,
  * N and K, get_rows over a table in row chunks, cross_entropy over logits in row chunks. */
@@ -824,35 +849,14 @@ static void run_chunked(lc_device *dev, const lc_device_info *info, lt_report *r
         lt_case_run(&c);
         free(raw); free(td); free(ids); free(y);
     }
-    {
-        const int64_t V = 20000, N = 17;
-        float *l = rnd(&r, V * N, -4.0f, 5.0f);
-        int32_t *lab = lt_ialloc(N);
-        for (int64_t i = 0; i < N; i++) lab[i] = i == 4 ? -100 : lt_rng_int(&r, (int32_t)V);
-        double *ld = lt_dup_d(l, V * N), loss = 0.0, *lse = lt_dalloc(N), *dl = lt_dalloc(V * N);
-        lt_case c;
-        lt_case_begin(&c, &e, "chunked cross_entropy V=%lld N=%lld", (long long)V, (long long)N);
-        lc_tensor *tl = lt_new_f32(&e, V, N, l, LC_TENSOR_PARAM, "logits");
-        lc_tensor *out = lc_cross_entropy(c.g, tl, lt_new_i32(&e, N, lab, "labels"), -100);
-        if (lt_case_built(&c, out, "lc_cross_entropy")) {
-            ref_cross_entropy(&loss, lse, ld, lab, V, N, -100, 0.0);
-            lt_case_expect(&c, out, &loss, TOL_F32, "loss");
-            const double *seed = lt_case_backward(&c, out, &r, 0.5f);
-            if (seed) {
-                ref_cross_entropy_back(dl, seed[0], ld, lab, V, N, -100, 0.0);
-                lt_case_expect_grad(&c, tl, dl, TOL_F32, "dlogits");
-            }
-        }
-        lt_case_run(&c);
-        free(l); free(lab); free(ld); free(lse); free(dl);
-    }
+    case_cross_entropy(&e, &r, 20000, 17, 4, "chunked cross_entropy");
     lt_env_free(&e);
 }
 
 /* Tensors larger than one storage-buffer binding at the device's real limit (lavapipe: 128 MiB):
  * an ADD of two 40M-element F32 tensors (160 MB each), which binds its tensors whole, is refused
- * by lc_graph_plan with LC_ERR_UNSUPPORTED naming the op and the device, before any memory is
- * allocated; the ops that split such tensors into bindings (a product and get_rows over a
+ * by lc_graph_plan with LC_ERR_UNSUPPORTED naming the op, the device, the tensor and the binding
+ * limit, before any memory is allocated; the ops that split such tensors into bindings (a product and get_rows over a
  * 153.6 MB F32 weight, cross_entropy and its backward over 136 MB of logits) plan and match
  * plain double-precision loops. Skipped on devices whose limit exceeds the sizes used. */
 static void run_oversize(lc_device *dev, const lc_device_info *info, lt_report *rep, void *user) {
@@ -873,6 +877,8 @@ static void run_oversize(lc_device *dev, const lc_device_info *info, lt_report *
                  lc_status_str(st), msg);
         lt_check(rep, strstr(msg, "add") != NULL && strstr(msg, info->spec) != NULL,
                  "the refusal names the op and the device: '%s'", msg);
+        lt_check(rep, strstr(msg, "big_a") != NULL && strstr(msg, "maxStorageBufferRange") != NULL,
+                 "the refusal keeps the backend's reason (tensor name and binding limit): '%s'", msg);
     }
     lc_graph_free(g);
 
@@ -899,28 +905,7 @@ static void run_oversize(lc_device *dev, const lc_device_info *info, lt_report *
         lt_case_run(&c);
         free(w); free(x); free(wd); free(xd); free(y); free(rows);
     }
-    {
-        const int64_t V = 262144, N = 130; /* logits: 136 MB */
-        float *l = rnd(&r, V * N, -4.0f, 5.0f);
-        int32_t *lab = lt_ialloc(N);
-        for (int64_t i = 0; i < N; i++) lab[i] = i == 7 ? -100 : lt_rng_int(&r, (int32_t)V);
-        double *ld = lt_dup_d(l, V * N), loss = 0.0, *lse = lt_dalloc(N), *dl = lt_dalloc(V * N);
-        lt_case c;
-        lt_case_begin(&c, &e, "cross_entropy over 136 MB of logits V=%lld N=%lld", (long long)V, (long long)N);
-        lc_tensor *tl = lt_new_f32(&e, V, N, l, LC_TENSOR_PARAM, "logits");
-        lc_tensor *out = lc_cross_entropy(c.g, tl, lt_new_i32(&e, N, lab, "labels"), -100);
-        if (lt_case_built(&c, out, "lc_cross_entropy")) {
-            ref_cross_entropy(&loss, lse, ld, lab, V, N, -100, 0.0);
-            lt_case_expect(&c, out, &loss, TOL_F32, "loss");
-            const double *seed = lt_case_backward(&c, out, &r, 0.5f);
-            if (seed) {
-                ref_cross_entropy_back(dl, seed[0], ld, lab, V, N, -100, 0.0);
-                lt_case_expect_grad(&c, tl, dl, TOL_F32, "dlogits");
-            }
-        }
-        lt_case_run(&c);
-        free(l); free(lab); free(ld); free(lse); free(dl);
-    }
+    case_cross_entropy(&e, &r, 262144, 130, 7, "cross_entropy over 136 MB of logits"); /* 136 MB */
     lt_env_free(&e);
 }
 
@@ -1094,10 +1079,6 @@ static Suite *vulkan_suite(void) {
 }
 
 int main(void) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    SRunner *sr = srunner_create(vulkan_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = lt_run_suite(vulkan_suite());
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
