@@ -1168,6 +1168,10 @@ START_TEST(test_bad_jsonl) {
     jsonl_error(tok, ROWS("{\"txt\": \"a\"}\n"), nofield);
     static const char *const texttype[] = {"rows.jsonl:4", "field \"text\" must be a string", "a number", NULL};
     jsonl_error(tok, ROWS("{\"text\": 5}\n"), texttype);
+    static const char *const dupkey[] = {"rows.jsonl:4", "the key \"text\" twice", NULL};
+    jsonl_error(tok, ROWS("{\"text\": \"a\", \"text\": \"b\"}\n"), dupkey);
+    static const char *const dupmsg[] = {"rows.jsonl:4", "messages[0] has the key \"content\" twice", NULL};
+    jsonl_error(tok, ROWS("{\"messages\": [{\"role\": \"user\", \"content\": \"a\", \"content\": \"b\"}]}\n"), dupmsg);
     static const char *const emptytext[] = {"rows.jsonl:4", "\"text\" is an empty string", NULL};
     jsonl_error(tok, ROWS("{\"text\": \"\"}\n"), emptytext);
     static const char *const nocomp[] = {"rows.jsonl:4", "without the field \"completion\"", NULL};

@@ -198,6 +198,8 @@ START_TEST(test_builder_errors) {
     EXPECT_FAIL(lc_adamw(g, x, g8x4, m8x5, v8x5, &adp), LC_ERR_SHAPE);
     EXPECT_FAIL(lc_adamw(g, x, x, m8x5, v8x5, &adp), LC_ERR_INVALID_ARG);
     EXPECT_FAIL(lc_adamw(g, x, m8x5, v8x5, g8x4, NULL), LC_ERR_INVALID_ARG);
+    lc_tensor *frozen8x5 = mk(dev, LC_F32, 8, 5, LC_TENSOR_FROZEN, "frozen8x5");
+    EXPECT_FAIL(lc_adamw(g, frozen8x5, x, m8x5, v8x5, &adp), LC_ERR_INVALID_ARG);
     EXPECT_FAIL(lc_lora_merge_op(g, w, a, b3, 1.0f), LC_ERR_SHAPE);
     EXPECT_FAIL(lc_lora_merge_op(g, wq, a, b, 1.0f), LC_ERR_DTYPE);
     /* fill */
@@ -231,7 +233,7 @@ START_TEST(test_builder_errors) {
         lc_device_close(dev2);
     }
     lc_tensor *all[] = {x, w, w7, wq, a, b, b3, ids, ids2d, xh, bias3, bias8, nw8, nw3, q, kv, kv5, pos6, lab5, lab4,
-                        m8x5, v8x5, g8x4, x3d, v2, x32};
+                        m8x5, v8x5, g8x4, x3d, v2, x32, frozen8x5};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lc_tensor_free(all[i]);
     lc_device_close(dev);
 }

@@ -62,6 +62,15 @@ static void store_free(msg_store *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* The first key that appears twice among the members of object `obj` (JSON leaves duplicate
+ * names undefined, RFC 8259 section 4; cJSON would silently use the first), or NULL. */
+static const char *duplicate_key(const cJSON *obj) {
+    for (const cJSON *a = obj->child; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (a->string && b->string && strcmp(a->string, b->string) == 0) return a->string;
+    return NULL;
+}
+
 /* Append the messages of JSON array `arr` (field name `key`), trained when assistant && trained.
  * Each message's parts follow the previous message's in s->parts; store_fix() points at them once
  * the array has stopped growing. */
@@ -83,6 +92,10 @@ static lc_status add_messages(msg_store *s, const cJSON *arr, const char *key, b
             return lc_error(LC_ERR_FORMAT,
                             "lc_data: %s:%lld: %s must be an object with \"role\" and \"content\", got %s", w.name,
                             (long long)w.line, field, json_type_name(m));
+        const char *dup = duplicate_key(m);
+        if (dup)
+            return lc_error(LC_ERR_FORMAT, "lc_data: %s:%lld: %s has the key \"%.40s\" twice", w.name,
+                            (long long)w.line, field, dup);
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
         if (!role)
@@ -238,6 +251,9 @@ lc_status lc_data_parse_jsonl(const char *name, const char *buf, size_t len, lc_
             } else if (!cJSON_IsObject(row)) {
                 st = lc_error(LC_ERR_FORMAT, "lc_data: %s:%lld: a JSONL line must be an object, got %s", name,
                               (long long)line, json_type_name(row));
+            } else if (duplicate_key(row)) {
+                st = lc_error(LC_ERR_FORMAT, "lc_data: %s:%lld: the object has the key \"%.40s\" twice", name,
+                              (long long)line, duplicate_key(row));
             } else {
                 lc_data_render_reset(&r);
                 r.parse_special = parse_special;

@@ -742,6 +742,12 @@ lc_tensor *lc_adamw(lc_graph *g, lc_tensor *param, lc_tensor *grad, lc_tensor *m
         lc_graph_fail_(g, LC_ERR_INVALID_ARG, "lc_adamw: param, grad, m and v must be four distinct tensors");
         return NULL;
     }
+    if (param->flags & LC_TENSOR_FROZEN) {
+        lc_graph_fail_(g, LC_ERR_INVALID_ARG,
+                       "lc_adamw: param '%s' is frozen (LC_TENSOR_FROZEN: a base weight); only trainable tensors are "
+                       "updated", param->name);
+        return NULL;
+    }
     if (!(p->lr >= 0.0f) || !isfinite(p->lr) || !(p->beta1 >= 0.0f && p->beta1 < 1.0f) ||
         !(p->beta2 >= 0.0f && p->beta2 < 1.0f) || !(p->eps >= 0.0f) || !isfinite(p->eps) ||
         !(p->weight_decay >= 0.0f) || !isfinite(p->weight_decay)) {

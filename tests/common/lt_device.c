@@ -74,7 +74,7 @@ int lt_for_each_device(const char *test, lt_device_fn fn, void *user) {
     int n_ran = 0;
     for (int i = 0; i < count; i++) {
         if (only && *only && !lt_list_has(only, infos[i].spec) && !lt_list_has(only, infos[i].backend)) {
-            lt_log("[%s] SKIP %s: not in LORAC_TEST_DEVICES\n", test, infos[i].spec);
+            lt_log("[%s] %s not selected (LORAC_TEST_DEVICES=%s)\n", test, infos[i].spec, only);
             continue;
         }
         lc_device *dev = NULL;

@@ -244,7 +244,10 @@ lc_tensor *lc_sum_sq(lc_graph *g, lc_tensor *x);
  * buffer) sees the copy. Not differentiable. Returns dst, or NULL after recording LC_ERR_SHAPE
  * (ne differ), LC_ERR_DTYPE, LC_ERR_INVALID_ARG (dst has a producer or is src), LC_ERR_STATE. */
 lc_tensor *lc_cpy_into(lc_graph *g, lc_tensor *src, lc_tensor *dst);
-/* In-place update nodes; return `param` / `w`. m and v are F32 tensors shaped like param. */
+/* In-place update nodes; return `param` / `w`. m and v are F32 tensors shaped like param.
+ * lc_adamw records LC_ERR_INVALID_ARG when param is LC_TENSOR_FROZEN (a base weight) or when
+ * param, grad, m and v are not four distinct tensors, LC_ERR_SHAPE / LC_ERR_DTYPE for shapes or
+ * dtypes other than four F32 tensors of one shape. */
 lc_tensor *lc_adamw(lc_graph *g, lc_tensor *param, lc_tensor *grad, lc_tensor *m, lc_tensor *v,
                     const lc_adamw_params *p);
 lc_tensor *lc_lora_merge_op(lc_graph *g, lc_tensor *w, lc_tensor *lora_a, lc_tensor *lora_b,
