@@ -639,6 +639,100 @@ START_TEST(test_planner_reuse) {
 }
 END_TEST
 
+/* CROSS_ENTROPY_BACK writes dlogits over the logits when it is their last use (lc_graph_plan's
+ * one in-place case): logits = mul_mat(x, w) (not an output), loss = cross_entropy. The dlogits
+ * tensor must share the logits' buffer and offset, the arena must be smaller than without that
+ * sharing by about one logits tensor, and w's gradient must equal (bit for bit) the no-reuse plan
+ * and (within 1e-5) the plain-loop gradient dW[k,v] = sum_t x[k,t] (softmax(l_t)[v] - [v == y_t]) / D. */
+enum { IP_K = 16, IP_V = 300, IP_T = 12 };
+
+static lc_graph *build_logits(lc_device *dev, lc_tensor *w, lc_tensor *labels, lc_tensor **x_out, lc_tensor **logits_out) {
+    lc_graph *g = lc_graph_new(dev);
+    lc_tensor *x = lc_graph_input(g, LC_F32, IP_K, IP_T, "x");
+    lc_tensor *logits = lc_mul_mat(g, x, w);
+    lc_tensor *loss = lc_cross_entropy(g, logits, labels, -100);
+    ck_assert_msg(lc_graph_status(g) == LC_OK, "%s", lc_graph_error(g));
+    ck_assert_int_eq(lc_graph_backward(g, loss, NULL), LC_OK);
+    *x_out = x;
+    *logits_out = logits;
+    return g;
+}
+
+START_TEST(test_planner_ce_in_place) {
+    lc_device *dev = open_cpu();
+    float wv[IP_K * IP_V], xv[IP_K * IP_T];
+    fill_vals(wv, IP_K * IP_V, 31);
+    fill_vals(xv, IP_K * IP_T, 32);
+    for (int i = 0; i < IP_K * IP_V; i++) wv[i] *= 3.0f;
+    lc_tensor *w = mk_f32(dev, IP_K, IP_V, LC_TENSOR_PARAM, "w", wv);
+    lc_tensor *labels = mk(dev, LC_I32, IP_T, 1, LC_TENSOR_INPUT, "labels");
+    int32_t lab[IP_T];
+    for (int i = 0; i < IP_T; i++) lab[i] = (i * 37 + 5) % IP_V;
+    lab[2] = -100;
+    lc_tensor_set(labels, lab, 0, sizeof lab);
+    const size_t nw = (size_t)IP_K * IP_V;
+
+    float *grads[2];
+    uint64_t arenas[2];
+    for (int pass = 0; pass < 2; pass++) { /* 0: normal plan, 1: LORAC_PLAN_NO_REUSE */
+        if (pass) setenv("LORAC_PLAN_NO_REUSE", "1", 1);
+        lc_tensor *x, *logits;
+        lc_graph *g = build_logits(dev, w, labels, &x, &logits);
+        ck_assert_msg(lc_graph_plan(g) == LC_OK, "%s", lc_last_error());
+        unsetenv("LORAC_PLAN_NO_REUSE");
+        const lc_tensor *dlogits = NULL;
+        for (int i = 0; i < lc_graph_n_nodes(g); i++) {
+            const lc_node *n = lc_graph_node(g, i);
+            if (n->op == LC_OP_CROSS_ENTROPY_BACK) dlogits = n->dst[0];
+        }
+        ck_assert_ptr_nonnull(dlogits);
+        const bool shared = dlogits->buffer == logits->buffer && dlogits->offset == logits->offset;
+        ck_assert_msg(shared == (pass == 0), "pass %d: dlogits %s the logits' memory", pass, shared ? "shares" : "does not share");
+        arenas[pass] = lc_graph_arena_bytes(g);
+        ck_assert_int_eq(lc_tensor_set_f32(x, xv, IP_K * IP_T), LC_OK);
+        ck_assert_int_eq(lc_graph_zero_grad(g), LC_OK);
+        ck_assert_msg(lc_graph_compute(g) == LC_OK, "%s", lc_last_error());
+        grads[pass] = get_all(w->grad);
+        lc_graph_free(g);
+    }
+    const uint64_t lbytes = (uint64_t)IP_V * IP_T * sizeof(float);
+    printf("ce in place: arena %llu bytes, %llu without reuse; logits %llu bytes\n", (unsigned long long)arenas[0],
+           (unsigned long long)arenas[1], (unsigned long long)lbytes);
+    ck_assert_uint_le(arenas[0] + lbytes, arenas[1]);
+    ck_assert(memcmp(grads[0], grads[1], nw * sizeof(float)) == 0);
+
+    /* plain loops in double */
+    double *ref = calloc(nw, sizeof(double));
+    int counted = 0;
+    for (int t = 0; t < IP_T; t++) counted += lab[t] >= 0;
+    for (int t = 0; t < IP_T; t++) {
+        if (lab[t] < 0) continue;
+        double l[IP_V], mx = -INFINITY, sum = 0.0;
+        for (int v = 0; v < IP_V; v++) {
+            l[v] = 0.0;
+            for (int k = 0; k < IP_K; k++) l[v] += (double)xv[t * IP_K + k] * wv[v * IP_K + k];
+            if (l[v] > mx) mx = l[v];
+        }
+        for (int v = 0; v < IP_V; v++) sum += exp(l[v] - mx);
+        for (int v = 0; v < IP_V; v++) {
+            const double d = (exp(l[v] - mx) / sum - (v == lab[t] ? 1.0 : 0.0)) / counted;
+            for (int k = 0; k < IP_K; k++) ref[v * IP_K + k] += (double)xv[t * IP_K + k] * d;
+        }
+    }
+    double worst = 0.0;
+    for (size_t i = 0; i < nw; i++) worst = fmax(worst, fabs(grads[0][i] - ref[i]));
+    printf("ce in place: max |dW - plain loops| = %.3g\n", worst);
+    ck_assert_msg(worst <= 1e-5, "dW differs from the plain loops by %g", worst);
+    free(ref);
+    free(grads[0]);
+    free(grads[1]);
+    lc_tensor_free(w);
+    lc_tensor_free(labels);
+    ck_assert_uint_eq(lc_device_allocated(dev), 0);
+    lc_device_close(dev);
+}
+END_TEST
+
 START_TEST(test_planner_forward_chain) {
     /* Forward only: a 20-op chain needs about two live activations at a time. */
     lc_device *dev = open_cpu();
@@ -830,6 +924,7 @@ static Suite *graph_suite(void) {
     tcase_add_test(tc, test_backward_prunes_frozen);
     tcase_add_test(tc, test_backward_accumulation);
     tcase_add_test(tc, test_planner_reuse);
+    tcase_add_test(tc, test_planner_ce_in_place);
     tcase_add_test(tc, test_planner_forward_chain);
     tcase_add_test(tc, test_adamw_and_step_fields);
     suite_add_tcase(s, tc);

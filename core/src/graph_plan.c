@@ -9,7 +9,9 @@
  *    Walking the nodes in execution order, the tensors born at node i are placed first (best fit
  *    in a free list of dead tensors' ranges, else at the end of the arena), then the tensors whose
  *    life ends at node i are released and coalesced with free neighbours. A node's outputs
- *    therefore never overlap its inputs. Offsets are multiples of LC_GRAPH_ALIGN.
+ *    therefore never overlap its inputs, with one exception (in_place_heir below): dlogits of
+ *    CROSS_ENTROPY_BACK take over the logits' range when that node is the logits' last use.
+ *    Offsets are multiples of LC_GRAPH_ALIGN.
  * lc_graph_unplanned_bytes is the sum of the aligned arena tensor sizes (every tensor its own
  * slot); lc_graph_arena_bytes is the arena actually allocated. LORAC_PLAN_NO_REUSE=1 in the
  * environment disables reuse (each arena tensor its own slot), for debugging kernels that write
@@ -147,6 +149,32 @@ static lc_status check_nodes(lc_graph *g) {
     return LC_OK;
 }
 
+/* Backward nodes carry the forward output in src[4] (graph.h), but only ATTENTION_BACK reads it
+ * (o, for D = rowsum(do * o)); for every other op it is only the link lc_graph_compute uses to find
+ * the forward node, so it does not keep the forward output alive. */
+static bool back_reads_output(lc_op op) { return op < LC_OP_GET_ROWS_BACK || op == LC_OP_ATTENTION_BACK; }
+
+/* The one in-place exception to "a node's outputs never overlap its inputs": CROSS_ENTROPY_BACK
+ * writing dlogits over the logits when this node is the logits' last use. Every backend computes
+ * that op element by element from the same index (dlogits[v,n] from logits[v,n], lse[n] and the
+ * label; row sums are complete before the first write), so sharing the memory gives the same
+ * bits; for Gemma 3's 262144-entry vocabulary it saves one logits-sized tensor (1 MiB per token)
+ * at the peak of the step. Returns dst0's tensor id when it may take over src0's range, else -1:
+ * both arena tensors of one size, dst0 first written here without accumulation, src0 last read
+ * here, and src0 in no other slot of the node. */
+static int in_place_heir(const lc_graph *g, const lc_node *n, int i, const int *first, const int *last) {
+    if (n->op != LC_OP_CROSS_ENTROPY_BACK || (n->accum & 1u)) return -1;
+    const lc_tensor *s = n->src[0], *d = n->dst[0];
+    if (!s || !d || s == d || s->graph != g || d->graph != g || is_persistent(g, s) || is_persistent(g, d)) return -1;
+    if (first[d->id] != i || last[s->id] != i || first[s->id] >= i) return -1;
+    if (align_up(lc_nbytes(s)) != align_up(lc_nbytes(d))) return -1;
+    for (int k = 1; k < LC_MAX_SRC; k++)
+        if (n->src[k] == s) return -1;
+    for (int k = 1; k < LC_MAX_DST; k++)
+        if (n->dst[k] == s || n->dst[k] == d) return -1;
+    return d->id;
+}
+
 lc_status lc_graph_plan_impl_(lc_graph *g, bool reuse) {
     if (!g) return lc_error(LC_ERR_INVALID_ARG, "lc_graph_plan: graph is NULL");
     if (g->planned) return lc_error(LC_ERR_STATE, "lc_graph_plan: graph is already planned");
@@ -176,6 +204,7 @@ lc_status lc_graph_plan_impl_(lc_graph *g, bool reuse) {
         for (int k = 0; k < LC_MAX_SRC + LC_MAX_DST; k++) {
             const lc_tensor *t = k < LC_MAX_SRC ? n->src[k] : n->dst[k - LC_MAX_SRC];
             if (!t || t->graph != g) continue;
+            if (k == 4 && !back_reads_output(n->op)) continue; /* a link to the forward node only */
             if (i < first[t->id]) first[t->id] = i;
             if (i > last[t->id]) last[t->id] = i;
         }
@@ -219,10 +248,13 @@ lc_status lc_graph_plan_impl_(lc_graph *g, bool reuse) {
     /* Arena tensors: place at birth, release after their last node. */
     uint64_t abytes = 0;
     for (int i = 0; i < nn; i++) {
+        const int heir = reuse ? in_place_heir(g, g->nodes[i], i, first, last) : -1;
         for (int j = born_start[i]; j < born_start[i + 1]; j++) {
             int id = born[j];
             uint64_t sz = align_up(lc_nbytes(g->tensors[id]));
-            if (reuse) {
+            if (id == heir) {
+                off[id] = off[g->nodes[i]->src[0]->id]; /* takes over the dying src0's range */
+            } else if (reuse) {
                 off[id] = fl_alloc(&fl, sz);
             } else {
                 off[id] = abytes;
@@ -232,6 +264,7 @@ lc_status lc_graph_plan_impl_(lc_graph *g, bool reuse) {
         if (!reuse) continue;
         for (int j = dies_start[i]; j < dies_start[i + 1]; j++) {
             int id = dies[j];
+            if (heir >= 0 && id == g->nodes[i]->src[0]->id) continue; /* its range now belongs to dst0 */
             if (!fl_free(&fl, off[id], align_up(lc_nbytes(g->tensors[id])))) {
                 st = lc_error(LC_ERR_NOMEM, "lc_graph_plan: out of host memory");
                 goto done;

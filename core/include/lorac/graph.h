@@ -77,6 +77,12 @@
  * dst0's shape; for CROSS_ENTROPY the scalar dloss [1]). dst[i] = gradient of forward src[i]
  * (F32, src[i]'s ne) or NULL when not needed. Bit i of `accum` set: add into dst[i]; clear:
  * overwrite it. ip, fp, seed and rng_step are the forward node's.
+ * Only ATTENTION_BACK may read src[4]: for every other backward op it is just the link to the
+ * forward node, and lc_graph_plan does not keep its memory alive for that node.
+ * In place: lc_graph_plan may give CROSS_ENTROPY_BACK's dst0 (dlogits, not accumulated) the memory
+ * of its src0 (logits) when that node is the logits' last use; a backend computes each dlogits
+ * element from the logits element of the same index (after any row reductions), so the result
+ * is the same with or without sharing.
  */
 #ifndef LORAC_GRAPH_H
 #define LORAC_GRAPH_H
