@@ -1155,7 +1155,7 @@ static void jsonl_error(const lc_tokenizer *tok, const char *rows, const char *c
 START_TEST(test_bad_jsonl) {
     lc_tokenizer *tok = tok_gemma_like();
     const char *ok = "{\"text\": \"ab\"}\n\n";
-    char rows[1024];
+    char rows[4096];
 #define ROWS(third) (snprintf(rows, sizeof rows, "%s%s\n%s", ok, "{\"text\": \"c\"}", third), rows)
     /* the bad row is on line 4 (line 2 is blank) */
     static const char *const syn[] = {"rows.jsonl:4", "JSON syntax error", "byte 12", NULL};
@@ -1168,6 +1168,16 @@ START_TEST(test_bad_jsonl) {
     jsonl_error(tok, ROWS("{\"txt\": \"a\"}\n"), nofield);
     static const char *const texttype[] = {"rows.jsonl:4", "field \"text\" must be a string", "a number", NULL};
     jsonl_error(tok, ROWS("{\"text\": 5}\n"), texttype);
+    {
+        static char deep[2 * 1100 + 64];
+        size_t k = 0;
+        k += (size_t)sprintf(deep + k, "{\"text\": \"a\", \"x\": ");
+        for (int d = 0; d < 1100; d++) deep[k++] = '[';
+        for (int d = 0; d < 1100; d++) deep[k++] = ']';
+        sprintf(deep + k, "}\n");
+        static const char *const nest[] = {"rows.jsonl:4", "nested deeper than", NULL};
+        jsonl_error(tok, ROWS(deep), nest);
+    }
     static const char *const dupkey[] = {"rows.jsonl:4", "the key \"text\" twice", NULL};
     jsonl_error(tok, ROWS("{\"text\": \"a\", \"text\": \"b\"}\n"), dupkey);
     static const char *const dupmsg[] = {"rows.jsonl:4", "messages[0] has the key \"content\" twice", NULL};

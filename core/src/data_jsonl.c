@@ -62,6 +62,27 @@ static void store_free(msg_store *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* Deepest nesting of [ and { in buf[0, n), outside strings: cJSON refuses more than
+ * CJSON_NESTING_LIMIT levels with the same error as a syntax error, so the caller can say which. */
+static int json_depth(const char *buf, size_t n) {
+    int depth = 0, deepest = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        const char ch = buf[i];
+        if (in_str) {
+            if (ch == '\\') i++;
+            else if (ch == '"') in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > deepest) deepest = depth;
+        } else if (ch == ']' || ch == '}') {
+            depth--;
+        }
+    }
+    return deepest;
+}
+
 /* The first key that appears twice among the members of object `obj` (JSON leaves duplicate
  * names undefined, RFC 8259 section 4; cJSON would silently use the first), or NULL. */
 static const char *duplicate_key(const cJSON *obj) {
@@ -232,6 +253,11 @@ lc_status lc_data_parse_jsonl(const char *name, const char *buf, size_t len, lc_
             lc_data_where w = {name, line};
             const char *parse_end = NULL;
             cJSON *row = cJSON_ParseWithLengthOpts(buf + at, end - at, &parse_end, 0);
+            if (!row && json_depth(buf + at, end - at) > CJSON_NESTING_LIMIT) {
+                st = lc_error(LC_ERR_FORMAT, "lc_data: %s:%lld: JSON nested deeper than %d levels (the parser's limit)",
+                              name, (long long)line, CJSON_NESTING_LIMIT);
+                break;
+            }
             if (!row) {
                 const char *ep = cJSON_GetErrorPtr();
                 size_t col = (ep && ep >= buf + at && ep <= buf + end) ? (size_t)(ep - (buf + at)) : 0;

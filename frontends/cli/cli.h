@@ -76,6 +76,11 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 #endif
     ;
 
+/* lc_device_open(spec) (NULL: $LORAC_DEVICE, else auto). On failure prints "lorac <cmd>: cannot
+ * open device ..." with the reason and a pointer to 'lorac devices', and returns CLI_EXIT_USAGE for
+ * a malformed spec (LC_ERR_INVALID_ARG), else CLI_EXIT_FAIL; CLI_EXIT_OK with *dev set otherwise. */
+int cli_open_device(const char *cmd, const char *spec, lc_device **dev);
+
 /* "lorac <cmd>: <what>: <lc_last_error()>\n" on stderr. Returns CLI_EXIT_FAIL. */
 int cli_lib_error(const char *cmd, const char *what);
 

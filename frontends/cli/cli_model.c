@@ -33,11 +33,8 @@ int cli_model_open(const char *cmd, const char *device, int threads, const char 
         snprintf(buf, sizeof buf, "%d", threads);
         setenv("LORAC_THREADS", buf, 1);
     }
-    if (lc_device_open(device, &out->dev) != LC_OK) {
-        fprintf(stderr, "lorac %s: cannot open device '%s': %s\nRun 'lorac devices' to see what is available.\n", cmd,
-                device ? device : (getenv("LORAC_DEVICE") ? getenv("LORAC_DEVICE") : "auto"), lc_last_error());
-        return CLI_EXIT_FAIL;
-    }
+    const int opened = cli_open_device(cmd, device, &out->dev);
+    if (opened != CLI_EXIT_OK) return opened;
     const lc_device_info *di = lc_device_get_info(out->dev);
     fprintf(stderr, "device: %s (%s", di->spec, di->name);
     if (di->is_cpu && strcmp(di->backend, "cpu") == 0) fprintf(stderr, ", threads %d", di->threads);

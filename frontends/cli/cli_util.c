@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lorac/device.h"
 #include "lorac/status.h"
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
@@ -124,4 +125,12 @@ const char *cli_format_duration(char *buf, int cap, double seconds) {
     else
         snprintf(buf, (size_t)cap, "%lldh%02lldm", s / 3600, (s / 60) % 60);
     return buf;
+}
+
+int cli_open_device(const char *cmd, const char *spec, lc_device **dev) {
+    if (lc_device_open(spec, dev) == LC_OK) return CLI_EXIT_OK;
+    const lc_status st = lc_last_status();
+    fprintf(stderr, "lorac %s: cannot open device '%s': %s\nRun 'lorac devices' to see what is available.\n", cmd,
+            spec ? spec : (getenv("LORAC_DEVICE") ? getenv("LORAC_DEVICE") : "auto"), lc_last_error());
+    return st == LC_ERR_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
 }

@@ -177,10 +177,7 @@ int cli_export(int argc, char **argv) {
     lc_model *m = NULL;
     lc_lora_set *set = NULL;
     int rc = CLI_EXIT_OK;
-    if (lc_device_open(device, &dev) != LC_OK) {
-        fprintf(stderr, "lorac %s: cannot open device '%s': %s\n", CMD, device ? device : "auto", lc_last_error());
-        return CLI_EXIT_FAIL;
-    }
+    if ((rc = cli_open_device(CMD, device, &dev)) != CLI_EXIT_OK) return rc;
     if (lc_gguf_open(model, &f) != LC_OK || lc_model_from_gguf(dev, f, &m, NULL) != LC_OK) {
         rc = cli_lib_error(CMD, "loading the model");
         goto done;

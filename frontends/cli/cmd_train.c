@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "lorac/adapter.h"
@@ -130,11 +131,8 @@ static int train_toy(int argc, char **argv) {
     }
 
     lc_device *dev = NULL;
-    if (lc_device_open(device, &dev) != LC_OK) {
-        fprintf(stderr, "lorac train: cannot open device '%s': %s\nRun 'lorac devices' to see what is available.\n",
-                device ? device : (getenv("LORAC_DEVICE") ? getenv("LORAC_DEVICE") : "auto"), lc_last_error());
-        return CLI_EXIT_FAIL;
-    }
+    const int opened = cli_open_device(CMD, device, &dev);
+    if (opened != CLI_EXIT_OK) return opened;
     const lc_device_info *di = lc_device_get_info(dev);
     const lc_model_config mc = lc_model_config_default(LC_ARCH_TOY);
     const float scaling = lc_lora_scaling(opt.r, opt.lora_alpha, false);
@@ -198,7 +196,7 @@ void cli_train_help(void) {
 
 typedef struct real_opts {
     const char *model, *data, *eval_data, *device, *targets, *out, *log, *prompt;
-    const char *checkpoint_dir, *resume;
+    const char *checkpoint_dir, *resume, *init_adapter;
     int save_every, keep_checkpoints;
     lc_data_format data_format;
     double eval_split;
@@ -295,6 +293,11 @@ static void model_help(void) {
            "                      --alpha, --rslora, --dropout, --targets, --seed) must be the same; a\n"
            "                      difference is an error naming the option. --log is appended to (its\n"
            "                      lines after the checkpoint's step are dropped first)\n"
+           "  --init-adapter PATH start from the lora_A / lora_B of an adapter (PEFT directory, .gguf or a\n"
+           "                      checkpoint-<step> directory) instead of a fresh init: to train an adapter\n"
+           "                      further with new options (more --steps, other data or lr). --rank,\n"
+           "                      --alpha, --rslora and --targets must match it; AdamW moments, the\n"
+           "                      schedule and the data position start afresh\n"
            "  -h, --help          this help\n",
            LC_DATA_FORTUNES_DIR, d.eval_split, d.eval_batches, d.seq_len, d.rank, (double)d.alpha,
            (double)d.dropout, DEFAULT_TARGETS, d.steps, d.batch, d.grad_accum, (double)d.lr,
@@ -534,6 +537,9 @@ static int parse_real(int argc, char **argv, real_opts *o) {
         } else if (cli_opt(argc, argv, &i, "--resume", &v)) {
             if (!v || !*v) return cli_usage_error(CMD, "--resume needs a checkpoint directory");
             o->resume = v;
+        } else if (cli_opt(argc, argv, &i, "--init-adapter", &v)) {
+            if (!v || !*v) return cli_usage_error(CMD, "--init-adapter needs an adapter directory or .gguf file");
+            o->init_adapter = v;
         } else if (cli_opt(argc, argv, &i, "--log", &v)) {
             if (!v || !*v) return cli_usage_error(CMD, "--log needs a file name");
             o->log = v;
@@ -558,6 +564,9 @@ static int parse_real(int argc, char **argv, real_opts *o) {
     if (o->eval_data && o->eval_split_set)
         return cli_usage_error(CMD, "--eval-data and --eval-split exclude each other");
     if (o->micro > o->batch) return cli_usage_error(CMD, "--micro-batch %d is more than --batch %d", o->micro, o->batch);
+    if (o->init_adapter && o->resume)
+        return cli_usage_error(CMD, "--init-adapter and --resume exclude each other (a checkpoint already holds the "
+                               "adapter; --init-adapter starts a new run from one)");
     if (o->micro > 0 && o->batch % o->micro != 0)
         return cli_usage_error(CMD, "--micro-batch %d must divide --batch %d", o->micro, o->batch);
     return CLI_EXIT_OK;
@@ -634,6 +643,52 @@ static int trim_log(const char *path, int k) {
     return 0;
 }
 
+/* --init-adapter: copy lora_A / lora_B of the adapter at `path` (lc_adapter_load: PEFT directory,
+ * .gguf, or a checkpoint directory, which holds PEFT files) into the fresh set `lora`. The adapter
+ * must have the same modules, r and scaling. Errors: those of lc_adapter_load (LC_ERR_IO,
+ * LC_ERR_FORMAT, LC_ERR_SHAPE for another model), LC_ERR_INVALID_ARG naming the first module and
+ * field that differ, LC_ERR_NOMEM. */
+static lc_status init_from_adapter(const lc_model *model, lc_lora_set *lora, const char *path) {
+    lc_lora_set *src = NULL;
+    lc_status st = lc_adapter_load(model, path, &src);
+    if (st != LC_OK) return st;
+    if (src->n_modules != lora->n_modules) {
+        st = lc_error(LC_ERR_INVALID_ARG, "the adapter has %d LoRA modules, this run %d (--targets)", src->n_modules,
+                      lora->n_modules);
+        goto out;
+    }
+    for (int i = 0; i < lora->n_modules && st == LC_OK; i++) {
+        const lc_lora_module *a = &src->modules[i];
+        lc_lora_module *b = &lora->modules[i];
+        if (strcmp(a->target, b->target) != 0) {
+            st = lc_error(LC_ERR_INVALID_ARG, "module %d is %s in the adapter, %s in this run (--targets)", i, a->target,
+                          b->target);
+        } else if (a->r != b->r) {
+            st = lc_error(LC_ERR_INVALID_ARG, "%s: r %d in the adapter, %d in this run (--rank)", a->target, a->r, b->r);
+        } else if (a->scaling != b->scaling) {
+            st = lc_error(LC_ERR_INVALID_ARG, "%s: scaling %g in the adapter, %g in this run (--alpha, --rslora)",
+                          a->target, (double)a->scaling, (double)b->scaling);
+        } else {
+            const lc_tensor *from[2] = {a->lora_a, a->lora_b};
+            lc_tensor *to[2] = {b->lora_a, b->lora_b};
+            for (int k = 0; k < 2 && st == LC_OK; k++) {
+                const size_t n = lc_nbytes(to[k]);
+                void *buf = malloc(n ? n : 1);
+                if (!buf) {
+                    st = lc_error(LC_ERR_NOMEM, "no host memory for %s", to[k]->name);
+                    break;
+                }
+                st = lc_tensor_get(from[k], buf, 0, n);
+                if (st == LC_OK) st = lc_tensor_set(to[k], buf, 0, n);
+                free(buf);
+            }
+        }
+    }
+out:
+    lc_lora_set_free(src);
+    return st;
+}
+
 /* Write checkpoint-<step> into `root`. On failure say what happened, that the previous checkpoint
  * is intact and how to resume, and return false. */
 static bool save_checkpoint(const lc_trainer *tr, const lc_data *data, const real_opts *o, const char *root) {
@@ -663,12 +718,63 @@ static bool save_checkpoint(const lc_trainer *tr, const lc_data *data, const rea
     return false;
 }
 
+/* Create `dir` (and its parents) and prove it writable by creating and removing a file in it, so
+ * a bad --out or --checkpoint-dir fails before any training instead of after it. Prints the
+ * error naming `opt` and returns false. */
+static bool writable_dir(const char *dir, const char *opt) {
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.lorac-write-test-%ld", dir, (long)getpid());
+    FILE *f = NULL;
+    if (mkdir_p(dir) != 0 || !(f = fopen(probe, "w"))) {
+        fprintf(stderr, "lorac %s: %s '%s': %s (checked before training, so no work is lost)\n", CMD, opt, dir,
+                strerror(errno));
+        return false;
+    }
+    fclose(f);
+    remove(probe);
+    return true;
+}
+
+/* The first non-finite lora_A / lora_B value of the set: its tensor name in *bad (NULL when all
+ * are finite). False when a tensor cannot be read (lc_last_error says why). */
+static bool lora_finite(const lc_lora_set *lora, const char **bad) {
+    *bad = NULL;
+    for (int i = 0; i < lora->n_modules && !*bad; i++) {
+        const lc_tensor *ts[2] = {lora->modules[i].lora_a, lora->modules[i].lora_b};
+        for (int k = 0; k < 2 && !*bad; k++) {
+            const int64_t n = lc_nelements(ts[k]);
+            float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+            if (!v || lc_tensor_get_f32(ts[k], v, n) != LC_OK) {
+                free(v);
+                return false;
+            }
+            for (int64_t j = 0; j < n; j++)
+                if (!isfinite(v[j])) {
+                    *bad = ts[k]->name;
+                    break;
+                }
+            free(v);
+        }
+    }
+    return true;
+}
+
 static int train_model(int argc, char **argv) {
     real_opts o = real_defaults();
     int rc = parse_real(argc, argv, &o);
     if (rc != CLI_EXIT_OK) return rc;
     uint32_t mask = 0;
     if (lc_module_mask_parse(o.targets, &mask) != LC_OK) return cli_usage_error(CMD, "--targets: %s", lc_last_error());
+    if (!o.no_save && !writable_dir(o.out, "--out")) return CLI_EXIT_FAIL;
+    if (o.save_every > 0) {
+        char root[4096];
+        if (o.checkpoint_dir) snprintf(root, sizeof root, "%s", o.checkpoint_dir);
+        else default_checkpoint_dir(o.out, root, sizeof root);
+        if (!writable_dir(root, "--checkpoint-dir")) return CLI_EXIT_FAIL;
+    }
+    if (o.save_every > o.steps)
+        fprintf(stderr, "lorac %s: note: --save-every %d is more than --steps %d, so no checkpoint will be written\n",
+                CMD, o.save_every, o.steps);
 
     cli_model cm;
     if ((rc = cli_model_open(CMD, o.device, o.threads, o.model, NULL, &cm)) != CLI_EXIT_OK) return rc;
@@ -680,6 +786,12 @@ static int train_model(int argc, char **argv) {
     eval_bufs eb = {0};
     rc = CLI_EXIT_FAIL;
     const lc_model_config *mc = &cm.model->cfg;
+    if (mc->n_ctx_train > 0 && o.seq_len > mc->n_ctx_train) {
+        cli_usage_error(CMD, "--seq-len %d is more than the model's context length %d (%s.context_length): positions "
+                        "past it were never trained", o.seq_len, mc->n_ctx_train, lc_arch_name(mc->arch));
+        rc = CLI_EXIT_USAGE;
+        goto done;
+    }
 
     /* Micro-batch: the most sequences (a divisor of --batch) whose logits fit the budget. */
     int micro = o.micro;
@@ -737,6 +849,14 @@ static int train_model(int argc, char **argv) {
         cli_lib_error(CMD, "creating the LoRA modules");
         goto done;
     }
+    if (o.init_adapter) {
+        if (init_from_adapter(cm.model, lora, o.init_adapter) != LC_OK) {
+            fprintf(stderr, "lorac %s: --init-adapter %s: %s\n", CMD, o.init_adapter, lc_last_error());
+            if (lc_last_status() == LC_ERR_INVALID_ARG) rc = CLI_EXIT_USAGE;
+            goto done;
+        }
+        fprintf(stderr, "lora: lora_A and lora_B from %s\n", o.init_adapter);
+    }
     lc_train_config tc = lc_train_config_default();
     tc.n_seq = micro;
     tc.seq_len = o.seq_len;
@@ -757,15 +877,15 @@ static int train_model(int argc, char **argv) {
             o.rank, (double)o.alpha, (double)lc_lora_scaling(o.rank, o.alpha, o.rslora), o.rslora ? ", rsLoRA" : "",
             (double)o.dropout, o.targets, lora->n_modules, (long long)lc_lora_set_n_params(lora));
     fprintf(stderr,
-            "train: %d steps of %d x %d sequences of %d tokens (%d micro-batches of %d per step), lr %g, warmup %d, "
+            "train: %d steps of %d x %d sequences of %d tokens (%d micro-batch%s of %d per step), lr %g, warmup %d, "
             "cosine, weight_decay %g, max_grad_norm %g, seed %llu%s\n",
-            o.steps, o.grad_accum, o.batch, o.seq_len, n_micro, micro, (double)o.lr, o.warmup,
+            o.steps, o.grad_accum, o.batch, o.seq_len, n_micro, n_micro == 1 ? "" : "es", micro, (double)o.lr, o.warmup,
             (double)o.weight_decay, (double)o.max_grad_norm, (unsigned long long)o.seed,
             o.checkpointing ? ", gradient checkpointing" : "");
     /* Useful work of a step (products only, cli_flops.c) and the OpenBLAS sgemm rate it is
      * compared with, measured now, in this process, on this machine. */
     const double step_flops = cli_train_step_flops(cm.model, &lcfg, o.batch * o.grad_accum, o.seq_len);
-    const double sgemm_gflops = cli_sgemm_gflops(1024, 3);
+    const double sgemm_gflops = cli_sgemm_gflops(1024, 10);
     fprintf(stderr, "work: %.2f GFLOP of products per token (%.1f TFLOP per step); OpenBLAS sgemm 1024^3: %.1f GFLOP/s\n",
             step_flops / ((double)o.batch * o.grad_accum * o.seq_len) * 1e-9, step_flops * 1e-12, sgemm_gflops);
 
@@ -779,9 +899,17 @@ static int train_model(int argc, char **argv) {
         lc_checkpoint_extra want;
         checkpoint_extra(o.model, data, &want);
         lc_data_cursor cur;
-        if (lc_checkpoint_resolve(o.resume, ck_dir, sizeof ck_dir) != LC_OK ||
-            lc_checkpoint_load(tr, ck_dir, &want, &cur) != LC_OK) {
+        if (lc_checkpoint_resolve(o.resume, ck_dir, sizeof ck_dir) != LC_OK) {
             fprintf(stderr, "lorac %s: --resume %s: %s\n", CMD, o.resume, lc_last_error());
+            goto done;
+        }
+        if (lc_checkpoint_load(tr, ck_dir, &want, &cur) != LC_OK) {
+            fprintf(stderr, "lorac %s: --resume %s: %s\n", CMD, o.resume, lc_last_error());
+            if (lc_last_status() == LC_ERR_INVALID_ARG) { /* an option differs from the checkpoint's run */
+                fprintf(stderr, "(--resume continues the interrupted run with its own options; to train its adapter "
+                        "further with new ones, start a new run with --init-adapter %s)\n", ck_dir);
+                rc = CLI_EXIT_USAGE;
+            }
             goto done;
         }
         if (lc_data_set_cursor(data, &cur) != LC_OK) {
@@ -789,6 +917,13 @@ static int train_model(int argc, char **argv) {
             goto done;
         }
         start = lc_trainer_steps_done(tr);
+        if (start >= o.steps) {
+            printf("nothing to do: %s is step %d of %d, the end of that run; its adapter files are in that directory "
+                   "(lorac generate --adapter %s). To train further, start a new run with --init-adapter %s\n",
+                   ck_dir, start, o.steps, ck_dir, ck_dir);
+            rc = CLI_EXIT_OK;
+            goto done;
+        }
         fprintf(stderr, "resumed from %s: %d of %d steps done; data epoch %lld, sequence %lld\n", ck_dir, start,
                 o.steps, (long long)cur.epoch, (long long)cur.position);
         if (o.log && trim_log(o.log, start) != 0) {
@@ -820,6 +955,9 @@ static int train_model(int argc, char **argv) {
     }
 
     const bool have_eval = lc_data_n_eval_batches(data) > 0;
+    if (!have_eval && o.eval_every > 0)
+        fprintf(stderr, "lorac %s: note: --eval-every %d has no effect: there is no held-out data (--eval-split 0 and "
+                "no --eval-data)\n", CMD, o.eval_every);
     double eval_before = NAN, eval_after = NAN;
     if (have_eval) {
         int64_t nl = 0;
@@ -855,6 +993,14 @@ static int train_model(int argc, char **argv) {
         lc_train_stats ts;
         if (lc_trainer_step(tr, ids, labels, pos, &ts) != LC_OK) {
             cli_lib_error(CMD, "training step");
+            goto done;
+        }
+        if (!isfinite(ts.loss) || !isfinite(ts.grad_norm)) {
+            fprintf(stderr,
+                    "lorac %s: step %d: loss %g, grad_norm %g: training diverged (not finite); stopping without "
+                    "saving. Try a lower --lr or --max-grad-norm 1%s\n",
+                    CMD, ts.step, (double)ts.loss, (double)ts.grad_norm,
+                    o.save_every > 0 ? "; earlier checkpoints are intact" : "");
             goto done;
         }
         if (s == start) first_loss = ts.loss;
@@ -913,14 +1059,18 @@ static int train_model(int argc, char **argv) {
                                   : t_sum > 0.0                    ? (double)step_tok / t_sum
                                                                    : 0.0;
         const double useful = steady_tps * step_flops / (double)step_tok * 1e-9;
+        /* Timed again now: on a busy machine the start's figure can be low, and the ratio is
+         * taken to the better of the two. */
+        const double sgemm_end = cli_sgemm_gflops(1024, 10), sgemm_best = sgemm_end > sgemm_gflops ? sgemm_end : sgemm_gflops;
         printf("done: %d steps%s in %s; training loss %.4f -> %.4f; steady %.0f tokens/s; peak RSS %s, device peak "
                "%s\n",
                o.steps - start, resumed, cli_format_duration(dur, sizeof dur, t_sum), (double)first_loss,
                (double)last_loss, steady_tps, cli_format_bytes(b1, sizeof b1, peak_rss_bytes()),
                cli_format_bytes(b2, sizeof b2, lc_device_peak_allocated(cm.dev)));
-        printf("useful work: %.1f GFLOP/s of products = %.2fx OpenBLAS sgemm (%.1f GFLOP/s at 1024^3, measured at "
-               "start)\n",
-               useful, sgemm_gflops > 0.0 ? useful / sgemm_gflops : 0.0, sgemm_gflops);
+        printf("useful work: %.1f GFLOP/s of products = %.2fx OpenBLAS sgemm (%.1f GFLOP/s at 1024^3, the better of "
+               "%.1f at start and %.1f at the end%s)\n",
+               useful, sgemm_best > 0.0 ? useful / sgemm_best : 0.0, sgemm_best, sgemm_gflops, sgemm_end,
+               fabs(sgemm_end - sgemm_gflops) > 0.2 * sgemm_best ? "; they differ: the machine was busy, so the ratio is rough" : "");
         if (have_eval)
             printf("held-out loss %s: %.4f, after: %.4f (%+.1f%%)\n", start > 0 ? "at resume" : "before", eval_before,
                    eval_after,
@@ -930,6 +1080,16 @@ static int train_model(int argc, char **argv) {
         fflush(stdout);
     }
 
+    const char *bad = NULL;
+    if (!lora_finite(lora, &bad)) {
+        cli_lib_error(CMD, "reading the LoRA weights");
+        goto done;
+    }
+    if (bad) {
+        fprintf(stderr, "lorac %s: %s holds a value that is not finite after training; the adapter is not saved\n", CMD,
+                bad);
+        goto done;
+    }
     if (!o.no_save) {
         char gguf_path[4200];
         snprintf(gguf_path, sizeof gguf_path, "%s/adapter.gguf", o.out);

@@ -12,7 +12,7 @@
 #include "lorac/lorac.h"
 
 static const cli_command commands[] = {
-    {"train", "train a LoRA adapter (for now on the built-in toy model: --toy)", cli_train, cli_train_help},
+    {"train", "train a LoRA adapter on a GGUF model (--model), or on the built-in toy model (--toy)", cli_train, cli_train_help},
     {"generate", "generate text from a prompt with a GGUF model (KV cache; greedy or sampled)", cli_generate,
      cli_generate_help},
     {"eval", "perplexity of a GGUF model on a text file", cli_eval, cli_eval_help},
@@ -34,7 +34,7 @@ static void print_help(void) {
     for (int i = 0; i < n_commands; i++) printf("  %-10s %s\n", commands[i].name, commands[i].summary);
     printf("\nRun 'lorac <command> --help' for a command's options.\n"
            "Devices: --device cpu | opencl[:N] | vulkan[:N] | auto; the default is $LORAC_DEVICE, else auto\n"
-           "(the first real GPU, else the CPU). Example: lorac train --toy --device cpu\n");
+           "(the first real GPU, else the CPU). Example: lorac train --model \"$(scripts/get-model.sh)\" --device cpu\n");
 }
 
 static void print_version(void) {
