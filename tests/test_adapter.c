@@ -10,6 +10,7 @@
  * key, module or field (TESTCASES.md "LoRA math and adapters", "Rank-1 adapters").
  */
 #include <check.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -751,6 +752,285 @@ START_TEST(test_atomic_dir) {
 }
 END_TEST
 
+/* ---- values, metadata and output paths ---------------------------------------------------------- */
+
+/* A NaN or an infinity in any lora_A / lora_B is refused by both loaders (and lc_adapter_load) with
+ * the file, the tensor, the count and the first element named: an adapter whose every output
+ * would be NaN must not load (the file is written by lorac's own savers, which keep the bytes). */
+START_TEST(test_non_finite_values) {
+    lc_device *dev = NULL;
+    lc_model *m = tiny_model(&dev, LC_ARCH_LLAMA, 32, 2);
+    lc_lora_config c = {.r = 2, .lora_alpha = 4, .target_mask = LC_MOD_MASK_ALL};
+    const float bad_values[2] = {NAN, -INFINITY};
+    for (int k = 0; k < 2; k++) { /* k = 0: NaN in lora_B of layer 1 v_proj; 1: -inf in lora_A of layer 0 q_proj */
+        lc_lora_set *s = NULL;
+        ck_assert_int_eq(lc_lora_set_new(m, &c, &s), LC_OK);
+        randomize(s, 11 + (uint64_t)k);
+        const lc_lora_module *lm = lc_lora_set_find(s, k ? 0 : 1, k ? LC_MOD_ATTN_Q : LC_MOD_ATTN_V);
+        ck_assert_ptr_nonnull(lm);
+        lc_tensor *t = k ? lm->lora_a : lm->lora_b;
+        const int64_t n = lc_nelements(t), at = 5; /* A and v_proj's B are stored as they are: file element 5 */
+        float *v = get_f32(t);
+        v[at] = bad_values[k];
+        ck_assert_int_eq(lc_tensor_set_f32(t, v, n), LC_OK);
+        free(v);
+        const char *dir = tmp_path("nonfinite"), *gg = tmp_path("nonfinite.gguf");
+        ck_assert_msg(lc_adapter_save_peft(m, s, dir, NULL) == LC_OK, "%s", lc_last_error());
+        ck_assert_msg(lc_adapter_save_gguf(m, s, gg, NULL) == LC_OK, "%s", lc_last_error());
+        char expect_count[64], expect_first[64];
+        snprintf(expect_count, sizeof expect_count, "holds 1 NaN or infinite value of %lld", (long long)n);
+        snprintf(expect_first, sizeof expect_first, "element %lld, is %s", (long long)at, k ? "-inf" : "nan");
+        const char *key = k ? KEY("0.self_attn.q_proj", "A") : KEY("1.self_attn.v_proj", "B");
+        expect_load_error(m, dir, LC_ERR_FORMAT, key, expect_count);
+        ck_assert_msg(strstr(lc_last_error(), expect_first), "%s", lc_last_error());
+        ck_assert_msg(strstr(lc_last_error(), LC_PEFT_WEIGHTS_FILE), "%s", lc_last_error());
+        lc_lora_set *g = (lc_lora_set *)0x1;
+        ck_assert_int_eq(lc_adapter_load_gguf(m, gg, &g), LC_ERR_FORMAT);
+        ck_assert_ptr_null(g);
+        const char *tname = k ? "blk.0.attn_q.weight.lora_a" : "blk.1.attn_v.weight.lora_b";
+        ck_assert_msg(strstr(lc_last_error(), tname) && strstr(lc_last_error(), gg) &&
+                      strstr(lc_last_error(), expect_count) && strstr(lc_last_error(), expect_first),
+                      "%s", lc_last_error());
+        lt_log("  refused as expected: %s\n", lc_last_error());
+        ck_assert_int_eq(lc_adapter_load(m, dir, &g), LC_ERR_FORMAT);
+        ck_assert_int_eq(lc_adapter_load(m, gg, &g), LC_ERR_FORMAT);
+        rm_adapter_dir(dir);
+        remove(gg);
+        lc_lora_set_free(s);
+    }
+    lc_model_free(m);
+    lc_device_close(dev);
+}
+END_TEST
+
+/* The fixture's adapter_config.json with its "lora_alpha": 6 replaced by `alpha` (JSON text). */
+static char *config_with_alpha(const char *alpha) {
+    char *t = slurp(FIX("peft_llama/" LC_PEFT_CONFIG_FILE));
+    const char *key = "\"lora_alpha\": 6,";
+    char *at = strstr(t, key);
+    ck_assert_ptr_nonnull(at);
+    char *out = malloc(strlen(t) + strlen(alpha) + 32);
+    sprintf(out, "%.*s\"lora_alpha\": %s,%s", (int)(at - t), t, alpha, at + strlen(key));
+    free(t);
+    return out;
+}
+
+/* lora_alpha is kept as a float32: a JSON value that would round to inf is refused and shown as
+ * written; the largest value that rounds to FLT_MAX still loads. The boundary is IEEE 754's
+ * (round to nearest, ties to even): FLT_MAX + 2^103 is the first double that becomes inf. */
+START_TEST(test_alpha_out_of_float_range) {
+    lc_device *dev = NULL;
+    lc_model *m = tiny_model(&dev, LC_ARCH_LLAMA, 32, 2);
+    const char *dir = tmp_path("alpha");
+    char *cfg = config_with_alpha("1e39");
+    make_variant(dir, cfg, NULL, NULL, 0, 0, LC_ST_F32);
+    free(cfg);
+    expect_load_error(m, dir, LC_ERR_FORMAT, "'lora_alpha' = 1e+39", "float32");
+    ck_assert_msg(!strstr(lc_last_error(), "inf"), "%s", lc_last_error());
+    cfg = config_with_alpha("-3.5e38");
+    make_variant(dir, cfg, NULL, NULL, 0, 0, LC_ST_F32);
+    free(cfg);
+    expect_load_error(m, dir, LC_ERR_FORMAT, "'lora_alpha' = -3.5e+38", "float32");
+    /* the boundary, checked against the C compiler's own conversion */
+    const double first_inf = 3.4028235677973366e+38, last_finite = 3.4028235677973362e+38;
+    volatile double vi = first_inf, vf = last_finite;
+    ck_assert(isinf((float)vi) && (float)vf == FLT_MAX);
+    cfg = config_with_alpha("3.4028235677973366e+38");
+    make_variant(dir, cfg, NULL, NULL, 0, 0, LC_ST_F32);
+    free(cfg);
+    expect_load_error(m, dir, LC_ERR_FORMAT, "= 3.4028235677973366e+38", NULL);
+    cfg = config_with_alpha("3.4028235677973362e+38");
+    make_variant(dir, cfg, NULL, NULL, 0, 0, LC_ST_F32);
+    free(cfg);
+    lc_lora_set *s = NULL;
+    ck_assert_msg(lc_adapter_load_peft(m, dir, &s) == LC_OK, "%s", lc_last_error());
+    ck_assert(s->cfg.lora_alpha == FLT_MAX);
+    lc_lora_set_free(s);
+    /* alpha_pattern values follow the same rule */
+    make_variant(dir, "{\"peft_type\": \"LORA\", \"r\": 3, \"alpha_pattern\": {\"q_proj\": 2e40}}", NULL, NULL, 0, 0,
+                 LC_ST_F32);
+    expect_load_error(m, dir, LC_ERR_FORMAT, "alpha_pattern['q_proj'] = 2e+40", "float32");
+    rm_adapter_dir(dir);
+    lc_model_free(m);
+    lc_device_close(dev);
+}
+END_TEST
+
+/* A GGUF file at `path` holding only the string keys kv[0..2n) (key, value pairs). */
+static void write_meta_gguf(const char *path, const char *const *kv, int n) {
+    lc_gguf_writer *w = NULL;
+    ck_assert_int_eq(lc_gguf_writer_new(&w), LC_OK);
+    ck_assert_int_eq(lc_gguf_writer_set_string(w, "general.architecture", "llama"), LC_OK);
+    for (int i = 0; i < n; i++) ck_assert_int_eq(lc_gguf_writer_set_string(w, kv[2 * i], kv[2 * i + 1]), LC_OK);
+    ck_assert_int_eq(lc_gguf_writer_write(w, path), LC_OK);
+    lc_gguf_writer_free(w);
+}
+
+static void expect_meta(const char *path, const char *base, const char *name) {
+    lc_adapter_meta_buf b;
+    lc_adapter_meta meta = {NULL, NULL};
+    ck_assert_msg(lc_adapter_meta_from_model(path, &b, &meta) == LC_OK, "%s", lc_last_error());
+    ck_assert_msg(strcmp(meta.base_model_name_or_path, base) == 0, "%s: base_model_name_or_path '%s', expected '%s'",
+                  path, meta.base_model_name_or_path, base);
+    ck_assert_msg(strcmp(meta.name, name) == 0, "%s: name '%s', expected '%s'", path, meta.name, name);
+}
+
+/* lc_adapter_meta_from_model, the one rule for base_model_name_or_path and the adapter's name. */
+START_TEST(test_meta_from_model) {
+    const char *p = tmp_path("meta_model.gguf");
+    const char *hf[] = {"general.name", "Foo 1B", "general.source.repo_url", "https://huggingface.co/org/foo-1b"};
+    write_meta_gguf(p, hf, 2);
+    expect_meta(p, "org/foo-1b", "Foo 1B LoRA");
+    const char *url[] = {"general.name", "Foo", "general.source.repo_url", "https://github.com/org/foo",
+                         "general.source.url", "http://huggingface.co/Org_2/foo.v2-x/"};
+    write_meta_gguf(p, url, 3);
+    expect_meta(p, "Org_2/foo.v2-x", "Foo LoRA");
+    /* not a model repository id: a dataset URL, a bare organisation, a query string */
+    const char *not_id[] = {"general.name", "Bar", "general.source.repo_url", "https://huggingface.co/datasets/a/b",
+                            "general.source.url", "https://huggingface.co/org"};
+    write_meta_gguf(p, not_id, 3);
+    expect_meta(p, "Bar", "Bar LoRA");
+    const char *query[] = {"general.name", "Bar", "general.source.url", "https://huggingface.co/a/b?x=1"};
+    write_meta_gguf(p, query, 2);
+    expect_meta(p, "Bar", "Bar LoRA");
+    /* general.base_model.0.* names the model's own parent, never the adapter's base */
+    const char *parent[] = {"general.name", "Tuned It", "general.base_model.0.repo_url",
+                            "https://huggingface.co/google/base", "general.base_model.0.name", "Base"};
+    write_meta_gguf(p, parent, 3);
+    expect_meta(p, "Tuned It", "Tuned It LoRA");
+    /* no metadata, an empty name, or not a GGUF at all: the file name */
+    write_meta_gguf(p, NULL, 0);
+    expect_meta(p, "meta_model.gguf", "meta_model.gguf LoRA");
+    const char *empty[] = {"general.name", ""};
+    write_meta_gguf(p, empty, 1);
+    expect_meta(p, "meta_model.gguf", "meta_model.gguf LoRA");
+    const char *txt = tmp_path("meta_not_gguf.gguf");
+    write_text(txt, "not a gguf");
+    expect_meta(txt, "meta_not_gguf.gguf", "meta_not_gguf.gguf LoRA");
+    ck_assert_str_eq(lc_last_error(), "");
+    /* a name longer than the buffer is cut between characters: 400 two-byte characters */
+    char longname[801];
+    for (int i = 0; i < 400; i++) memcpy(longname + 2 * i, "\xC3\xA9", 2); /* U+00E9 */
+    longname[800] = 0;
+    const char *lk[] = {"general.name", longname};
+    write_meta_gguf(p, lk, 1);
+    lc_adapter_meta_buf b;
+    lc_adapter_meta meta;
+    ck_assert_int_eq(lc_adapter_meta_from_model(p, &b, &meta), LC_OK);
+    const size_t nb = strlen(meta.base_model_name_or_path), nn = strlen(meta.name);
+    ck_assert(nb < sizeof b.base_model_name_or_path && nb % 2 == 0 && nb >= sizeof b.base_model_name_or_path - 2);
+    ck_assert(nn < sizeof b.name && strcmp(meta.name + nn - 5, " LoRA") == 0 && (nn - 5) % 2 == 0);
+    ck_assert_int_eq(lc_adapter_meta_from_model(NULL, &b, &meta), LC_ERR_INVALID_ARG);
+    ck_assert_int_eq(lc_adapter_meta_from_model(p, NULL, &meta), LC_ERR_INVALID_ARG);
+    /* what a PEFT file then says */
+    write_meta_gguf(p, hf, 2);
+    ck_assert_int_eq(lc_adapter_meta_from_model(p, &b, &meta), LC_OK);
+    lc_device *dev = NULL;
+    lc_model *m = tiny_model(&dev, LC_ARCH_QWEN2, 32, 2);
+    lc_lora_config c = {.r = 1, .lora_alpha = 1, .target_mask = 1u << LC_MOD_ATTN_Q};
+    lc_lora_set *s = NULL;
+    ck_assert_int_eq(lc_lora_set_new(m, &c, &s), LC_OK);
+    const char *dir = tmp_path("meta_peft");
+    ck_assert_int_eq(lc_adapter_save_peft(m, s, dir, &meta), LC_OK);
+    char cfgp[512];
+    snprintf(cfgp, sizeof cfgp, "%s/%s", dir, LC_PEFT_CONFIG_FILE);
+    char *t = slurp(cfgp);
+    ck_assert_msg(strstr(t, "\"base_model_name_or_path\": \"org/foo-1b\""), "%s", t);
+    free(t);
+    rm_adapter_dir(dir);
+    lc_lora_set_free(s);
+    lc_model_free(m);
+    lc_device_close(dev);
+    /* the real model, when present: its metadata (read with gguf-py's GGUFReader) has general.name
+     * "Gemma 3 270m" and no source URL */
+    const char *home = getenv("HOME");
+    char gemma[512];
+    snprintf(gemma, sizeof gemma, "%s/.cache/lorac/gemma-3-270m-q4_k_m.gguf", home ? home : "");
+    if (access(gemma, R_OK) == 0) expect_meta(gemma, "Gemma 3 270m", "Gemma 3 270m LoRA");
+    else lt_log("SKIP [model] meta of Gemma 3 270M: %s not found\n", gemma);
+    remove(p);
+    remove(txt);
+}
+END_TEST
+
+static void expect_out_refused(const char *out, bool peft, const char *model, const char *adapter, const char *what,
+                               const char *in_path) {
+    ck_assert_int_eq(lc_adapter_check_out_path(out, peft, model, adapter, "export"), LC_ERR_INVALID_ARG);
+    const char *msg = lc_last_error();
+    ck_assert_msg(strncmp(msg, "export: ", 8) == 0 && strstr(msg, out) && strstr(msg, what) && strstr(msg, in_path),
+                  "message '%s' lacks '%s' / '%s' / '%s'", msg, out, what, in_path);
+    lt_log("  refused as expected: %s\n", msg);
+}
+
+/* An output that is an input of the job, under any spelling the file system resolves to the same
+ * file, is refused; other outputs pass. */
+START_TEST(test_out_path_is_input) {
+    char model[400], other[400], sub[400], dotdot[440], dotslash[440], slink[440], hard[400], gg[400], dir[400];
+    snprintf(model, sizeof model, "%s/base.gguf", tmp_root);
+    snprintf(other, sizeof other, "%s/other.gguf", tmp_root);
+    snprintf(sub, sizeof sub, "%s/sub", tmp_root);
+    snprintf(dotdot, sizeof dotdot, "%s/../base.gguf", sub);
+    snprintf(dotslash, sizeof dotslash, "%s/./base.gguf", tmp_root);
+    snprintf(slink, sizeof slink, "%s/link.gguf", sub);
+    snprintf(hard, sizeof hard, "%s/hard.gguf", tmp_root);
+    snprintf(gg, sizeof gg, "%s/adapter.gguf", tmp_root);
+    snprintf(dir, sizeof dir, "%s/peft_dir", tmp_root);
+    write_text(model, "model bytes");
+    write_text(other, "other bytes");
+    write_text(gg, "adapter bytes");
+    ck_assert_int_eq(mkdir(sub, 0777), 0);
+    ck_assert_int_eq(symlink(model, slink), 0);
+    ck_assert_int_eq(link(model, hard), 0);
+    ck_assert_int_eq(mkdir(dir, 0777), 0);
+    char dcfg[440], dw[440], dslash[420];
+    snprintf(dcfg, sizeof dcfg, "%s/%s", dir, LC_PEFT_CONFIG_FILE);
+    snprintf(dw, sizeof dw, "%s/%s", dir, LC_PEFT_WEIGHTS_FILE);
+    snprintf(dslash, sizeof dslash, "%s/", dir);
+    write_text(dcfg, "{}");
+    write_text(dw, "weights");
+
+    /* the base model: by its own name, ./, /../, a symbolic link, a hard link; every format */
+    const char *aliases[] = {model, dotslash, dotdot, slink, hard};
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+        for (int peft = 0; peft < 2; peft++)
+            expect_out_refused(aliases[i], peft, model, gg, "is the base model file", model);
+    /* the adapter: a GGUF file; a PEFT directory (also given by one of its files), its files */
+    expect_out_refused(gg, false, model, gg, "is the adapter", gg);
+    expect_out_refused(dir, true, model, dir, "is the adapter", dir);
+    expect_out_refused(dslash, true, model, dcfg, "is the adapter's directory", dir);
+    expect_out_refused(dw, false, model, dir, "is the adapter's " LC_PEFT_WEIGHTS_FILE, dw);
+    expect_out_refused(dcfg, false, model, dw, "is the adapter's " LC_PEFT_CONFIG_FILE, dcfg);
+    /* a PEFT output directory holding the adapter's files, given as the directory of a GGUF out */
+    ck_assert_int_eq(lc_adapter_check_out_path(dir, false, model, dw, "merge"), LC_ERR_INVALID_ARG);
+    /* a new PEFT directory whose adapter_model.safetensors already is the adapter's (a link) */
+    char sw[440];
+    snprintf(sw, sizeof sw, "%s/%s", sub, LC_PEFT_WEIGHTS_FILE);
+    ck_assert_int_eq(symlink(dw, sw), 0);
+    expect_out_refused(sub, true, model, dir, "would write its " LC_PEFT_WEIGHTS_FILE, dw);
+    ck_assert_int_eq(lc_adapter_check_out_path(sub, false, model, dir, "export"), LC_OK); /* a GGUF named sub: no */
+    remove(sw);
+    /* outputs that overwrite nothing of the job */
+    char fresh[420];
+    snprintf(fresh, sizeof fresh, "%s/fresh.gguf", tmp_root);
+    ck_assert_int_eq(lc_adapter_check_out_path(fresh, false, model, gg, "export"), LC_OK);
+    ck_assert_int_eq(lc_adapter_check_out_path(other, false, model, gg, "export"), LC_OK);
+    ck_assert_int_eq(lc_adapter_check_out_path(sub, true, model, dir, "export"), LC_OK);
+    ck_assert_int_eq(lc_adapter_check_out_path(tmp_root, true, model, gg, "export"), LC_OK); /* base's directory */
+    ck_assert_int_eq(lc_adapter_check_out_path(fresh, false, NULL, NULL, NULL), LC_OK);
+    ck_assert_int_eq(lc_adapter_check_out_path(NULL, false, model, gg, "export"), LC_ERR_INVALID_ARG);
+
+    remove(dcfg);
+    remove(dw);
+    rmdir(dir);
+    remove(slink);
+    rmdir(sub);
+    remove(hard);
+    remove(model);
+    remove(other);
+    remove(gg);
+}
+END_TEST
+
 static Suite *adapter_suite(void) {
     Suite *s = suite_create("adapter");
     TCase *tc = tcase_create("adapter");
@@ -765,6 +1045,10 @@ static Suite *adapter_suite(void) {
     tcase_add_test(tc, test_peft_errors);
     tcase_add_test(tc, test_gguf_errors);
     tcase_add_test(tc, test_atomic_dir);
+    tcase_add_test(tc, test_non_finite_values);
+    tcase_add_test(tc, test_alpha_out_of_float_range);
+    tcase_add_test(tc, test_meta_from_model);
+    tcase_add_test(tc, test_out_path_is_input);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -15,6 +15,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,8 @@
 #include <unistd.h>
 
 #include "common/lt_suite.h"
+#include "lorac/gguf.h"
+#include "lorac/lorac.h"
 
 #ifndef LORAC_CLI_PATH
 #define LORAC_CLI_PATH ""
@@ -186,6 +189,163 @@ START_TEST(test_checks_before_work) {
 }
 END_TEST
 
+/* ---- lorac export / eval (helper B3) ----------------------------------------------------------
+ *  - export never overwrites an input: --out naming the base model (as itself, ./, sub/../, for
+ *    --format gguf, peft and logits) or the adapter's own GGUF file is exit 2, and the file's bytes
+ *    are unchanged;
+ *  - eval refuses an adapter holding NaN (exit 1, naming the tensor), a lora_alpha beyond float32
+ *    (shown as written, 1e+39, never "inf"), and data that train refuses: a directory, a NUL byte,
+ *    invalid UTF-8 (exit 1, with the reason);
+ *  - eval --max-tokens says how many of the file's tokens it kept; the file's token count is the
+ *    one an uncapped run of the same file prints. */
+
+/* Bytes of a file under tmp_root (malloc'd). */
+static char *tmp_file_bytes(const char *name, size_t *n) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", tmp_root, name);
+    FILE *f = fopen(p, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", p);
+    fseek(f, 0, SEEK_END);
+    const long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)len + 1);
+    ck_assert_ptr_nonnull(b);
+    ck_assert(fread(b, 1, (size_t)len, f) == (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+static void tmp_write(const char *name, const void *data, size_t n) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", tmp_root, name);
+    FILE *f = fopen(p, "wb");
+    ck_assert_msg(f != NULL, "cannot create %s", p);
+    ck_assert(fwrite(data, 1, n, f) == n);
+    fclose(f);
+}
+
+/* Run lorac, expect exit 2 naming `what`, and `kept` (under tmp_root) byte-identical afterwards. */
+static void expect_refused_kept(const char *const *args, const char *what, const char *kept) {
+    size_t n0 = 0, n1 = 0;
+    char *before = tmp_file_bytes(kept, &n0);
+    run_result r = run_lorac(args);
+    expect(&r, 2, what);
+    free(r.out);
+    char *after = tmp_file_bytes(kept, &n1);
+    ck_assert_msg(n0 == n1 && memcmp(before, after, n0) == 0, "%s changed", kept);
+    free(before);
+    free(after);
+}
+
+#define EXPORT(...) ((const char *const[]){"export", "--model", "tl.gguf", "--device", "cpu", __VA_ARGS__, NULL})
+#define EVAL(...) ((const char *const[]){"eval", "--model", "tl.gguf", "--device", "cpu", __VA_ARGS__, NULL})
+
+START_TEST(test_export_eval_refusals) {
+    if (!LORAC_CLI_PATH[0]) {
+        printf("SKIP cli: the lorac executable is not part of this build\n");
+        return;
+    }
+    setup();
+    size_t n = 0;
+    char *model = NULL;
+    {
+        FILE *f = fopen(LORAC_FIXTURE_DIR "/tiny_llama.gguf", "rb");
+        ck_assert_ptr_nonnull(f);
+        fseek(f, 0, SEEK_END);
+        n = (size_t)ftell(f);
+        fseek(f, 0, SEEK_SET);
+        model = malloc(n);
+        ck_assert(fread(model, 1, n, f) == n);
+        fclose(f);
+    }
+    tmp_write("tl.gguf", model, n);
+    free(model);
+    char p[600];
+    snprintf(p, sizeof p, "%s/sub", tmp_root);
+    ck_assert_int_eq(mkdir(p, 0777), 0);
+    const char *peft = LORAC_FIXTURE_DIR "/peft_llama";
+
+    /* export: the base model under three spellings, each format; the adapter's own file */
+    expect_refused_kept(EXPORT("--adapter", peft, "--format", "gguf", "--out", "tl.gguf"), "is the base model file",
+                        "tl.gguf");
+    expect_refused_kept(EXPORT("--adapter", peft, "--format", "peft", "--out", "./tl.gguf"), "is the base model file",
+                        "tl.gguf");
+    expect_refused_kept(EXPORT("--format", "logits", "--prompt", "hi", "--out", "sub/../tl.gguf"),
+                        "is the base model file", "tl.gguf");
+    run_result r = run_lorac(EXPORT("--adapter", peft, "--format", "gguf", "--out", "a.gguf"));
+    expect(&r, 0, "-> gguf a.gguf");
+    free(r.out);
+    expect_refused_kept(EXPORT("--adapter", "a.gguf", "--format", "gguf", "--out", "./a.gguf"), "is the adapter",
+                        "a.gguf");
+
+    /* eval: an adapter with NaN in a lora_B (written here as a llama.cpp GGUF adapter) */
+    lc_gguf_writer *w = NULL;
+    ck_assert_int_eq(lc_gguf_writer_new(&w), LC_OK);
+    ck_assert_int_eq(lc_gguf_writer_set_string(w, "general.type", "adapter"), LC_OK);
+    ck_assert_int_eq(lc_gguf_writer_set_string(w, "general.architecture", "llama"), LC_OK);
+    ck_assert_int_eq(lc_gguf_writer_set_string(w, "adapter.type", "lora"), LC_OK);
+    ck_assert_int_eq(lc_gguf_writer_set_f32(w, "adapter.lora.alpha", 2.0f), LC_OK);
+    float la[32], lb[32];
+    for (int i = 0; i < 32; i++) {
+        la[i] = 0.01f * (float)i;
+        lb[i] = NAN;
+    }
+    ck_assert_int_eq(lc_gguf_writer_add_tensor(w, "blk.0.attn_v.weight.lora_a", LC_F32, 2, (int64_t[]){32, 1}, la,
+                                               sizeof la), LC_OK);
+    ck_assert_int_eq(lc_gguf_writer_add_tensor(w, "blk.0.attn_v.weight.lora_b", LC_F32, 2, (int64_t[]){1, 16}, lb,
+                                               16 * sizeof(float)), LC_OK);
+    snprintf(p, sizeof p, "%s/nan.gguf", tmp_root);
+    ck_assert_int_eq(lc_gguf_writer_write(w, p), LC_OK);
+    lc_gguf_writer_free(w);
+    r = run_lorac(EVAL("--adapter", "nan.gguf", "--data", "d.txt"));
+    expect(&r, 1, "blk.0.attn_v.weight.lora_b");
+    ck_assert_msg(strstr(r.out, "NaN") && !strstr(r.out, "mean loss"), "%s", r.out);
+    free(r.out);
+
+    /* eval: lora_alpha 1e39 in adapter_config.json */
+    snprintf(p, sizeof p, "%s/alpha", tmp_root);
+    ck_assert_int_eq(mkdir(p, 0777), 0);
+    const char *cfg = "{\"peft_type\": \"LORA\", \"r\": 3, \"lora_alpha\": 1e39, \"target_modules\": [\"q_proj\"]}";
+    tmp_write("alpha/adapter_config.json", cfg, strlen(cfg));
+    tmp_write("alpha/adapter_model.safetensors", "", 0);
+    r = run_lorac(EVAL("--adapter", "alpha", "--data", "d.txt"));
+    expect(&r, 1, "lora_alpha' = 1e+39");
+    ck_assert_msg(!strstr(r.out, "= inf"), "%s", r.out);
+    free(r.out);
+
+    /* eval: data train would refuse, with the reason */
+    r = run_lorac(EVAL("--data", "sub"));
+    expect(&r, 1, "is a directory");
+    free(r.out);
+    tmp_write("bin.txt", "ab\0cd\n", 6);
+    r = run_lorac(EVAL("--data", "bin.txt"));
+    expect(&r, 1, "NUL byte");
+    free(r.out);
+    tmp_write("latin1.txt", "caf\xe9\n", 5);
+    r = run_lorac(EVAL("--data", "latin1.txt"));
+    expect(&r, 1, "invalid UTF-8");
+    ck_assert_msg(strstr(r.out, "byte offset 3"), "%s", r.out);
+    free(r.out);
+
+    /* eval --max-tokens: "the first 5 of its N tokens", N as an uncapped run counts them */
+    r = run_lorac(EVAL("--data", "d.txt"));
+    expect(&r, 0, "mean loss");
+    const char *bytes_key = strstr(r.out, "bytes, ");
+    ck_assert_ptr_nonnull(bytes_key);
+    const long all = strtol(bytes_key + strlen("bytes, "), NULL, 10);
+    free(r.out);
+    ck_assert_int_gt(all, 5);
+    r = run_lorac(EVAL("--data", "d.txt", "--max-tokens", "5"));
+    char want[96];
+    snprintf(want, sizeof want, "the first 5 of its %ld tokens (--max-tokens)", all);
+    expect(&r, 0, want);
+    ck_assert_msg(strstr(r.out, "tokens 5 "), "%s", r.out);
+    free(r.out);
+    teardown();
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("train");
@@ -193,6 +353,10 @@ int main(void) {
     tcase_add_test(tc, test_resume_and_init_adapter);
     tcase_add_test(tc, test_checks_before_work);
     suite_add_tcase(s, tc);
+    TCase *te = tcase_create("export_eval");
+    tcase_set_timeout(te, 300);
+    tcase_add_test(te, test_export_eval_refusals);
+    suite_add_tcase(s, te);
     const int failed = lt_run_suite(s);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

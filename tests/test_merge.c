@@ -18,7 +18,9 @@
  *  - merge then unmerge on the device restores W to rounding;
  *  - errors: an adapter for another model (shapes, layer count, architecture), an adapter aimed
  *    at the output of a tied model, an unwritable output path and the base file as output: a clean
- *    error and no output file, no temporary file.
+ *    error and no output file, no temporary file;
+ *  - an output that is an input (the base through ./, dir/../, a symbolic link; the adapter's GGUF
+ *    file; a file of its PEFT directory) is refused and the input stays byte-identical.
  */
 #include <check.h>
 #include <math.h>
@@ -412,6 +414,94 @@ START_TEST(merge_unmerge_restores) {
 }
 END_TEST
 
+/* The bytes of a file (malloc'd; *n its size). */
+static unsigned char *file_bytes(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    const long len = ftell(f);
+    ck_assert_int_ge(len, 0);
+    rewind(f);
+    unsigned char *p = malloc((size_t)len + 1);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(fread(p, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return p;
+}
+
+static void copy_file(const char *from, const char *to) {
+    size_t n = 0;
+    unsigned char *p = file_bytes(from, &n);
+    FILE *f = fopen(to, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fwrite(p, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+    free(p);
+}
+
+/* lc_merge_files with an output that is one of its inputs: refused (LC_ERR_INVALID_ARG naming
+ * both), the input byte-identical afterwards and no temporary file left. */
+static void expect_input_kept(lc_device *dev, const char *model, const char *adapter, const char *out,
+                              const char *input, const char *what) {
+    size_t n0 = 0, n1 = 0;
+    unsigned char *before = file_bytes(input, &n0);
+    ck_assert_int_eq(lc_merge_files(dev, model, adapter, out, NULL, NULL), LC_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(lc_last_error(), what) && strstr(lc_last_error(), out), "%s", lc_last_error());
+    lt_log("merge: output is an input: %s\n", lc_last_error());
+    unsigned char *after = file_bytes(input, &n1);
+    ck_assert(n0 == n1 && memcmp(before, after, n0) == 0);
+    char tmpf[600];
+    snprintf(tmpf, sizeof tmpf, "%s.tmp", out);
+    ck_assert(!exists(tmpf));
+    free(before);
+    free(after);
+}
+
+/* The merged file may overwrite neither the base model nor the adapter, however the path is
+ * spelled: ./, dir/../, a symbolic link, the adapter's GGUF file, a file of its PEFT directory. */
+START_TEST(merge_output_is_input) {
+    setup_tmp();
+    lc_device *dev = open_cpu();
+    char base[400], sub[400], dotdot[440], dotslash[440], slink[440], ag[400], ap[400], apw[460];
+    snprintf(base, sizeof base, "%s/base.gguf", tmpdir);
+    snprintf(sub, sizeof sub, "%s/sub", tmpdir);
+    snprintf(dotdot, sizeof dotdot, "%s/../base.gguf", sub);
+    snprintf(dotslash, sizeof dotslash, "%s/./base.gguf", tmpdir);
+    snprintf(slink, sizeof slink, "%s/link.gguf", sub);
+    snprintf(ag, sizeof ag, "%s/adapter.gguf", tmpdir);
+    snprintf(ap, sizeof ap, "%s/adapter_peft", tmpdir);
+    snprintf(apw, sizeof apw, "%s/%s", ap, LC_PEFT_WEIGHTS_FILE);
+    copy_file(FIX("tiny_llama.gguf"), base);
+    ck_assert_int_eq(mkdir(sub, 0777), 0);
+    ck_assert_int_eq(symlink(base, slink), 0);
+    lc_gguf *g = NULL;
+    ck_assert_int_eq(lc_gguf_open(base, &g), LC_OK);
+    lc_model *m = NULL;
+    ck_assert_int_eq(lc_model_from_gguf(dev, g, &m, NULL), LC_OK);
+    lc_lora_set *set = random_set(m, 5);
+    ck_assert_int_eq(lc_adapter_save_gguf(m, set, ag, NULL), LC_OK);
+    ck_assert_int_eq(lc_adapter_save_peft(m, set, ap, NULL), LC_OK);
+    const char *aliases[] = {base, dotdot, dotslash, slink};
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++) {
+        expect_input_kept(dev, base, ag, aliases[i], base, "is the base model file");
+        ck_assert_int_eq(lc_merge_gguf(g, set, aliases[i], NULL, NULL), LC_ERR_INVALID_ARG);
+    }
+    expect_input_kept(dev, base, ag, ag, ag, "is the adapter");
+    expect_input_kept(dev, base, ap, apw, apw, "is the adapter's " LC_PEFT_WEIGHTS_FILE);
+    /* control: the same job into a new file works */
+    char out[420];
+    snprintf(out, sizeof out, "%s/merged.gguf", sub);
+    ck_assert_msg(lc_merge_files(dev, base, ag, out, NULL, NULL) == LC_OK, "%s", lc_last_error());
+    ck_assert(exists(out));
+    lc_lora_set_free(set);
+    lc_model_free(m);
+    lc_gguf_close(g);
+    lc_device_close(dev);
+    rm_rf_tmp();
+}
+END_TEST
+
 START_TEST(merge_errors) {
     setup_tmp();
     lc_device *dev = open_cpu();
@@ -512,6 +602,7 @@ static Suite *merge_suite(void) {
     tcase_add_test(tc, merge_keep_reports_loss);
     tcase_add_test(tc, merge_unmerge_restores);
     tcase_add_test(tc, merge_errors);
+    tcase_add_test(tc, merge_output_is_input);
     suite_add_tcase(s, tc);
     return s;
 }

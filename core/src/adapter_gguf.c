@@ -1,6 +1,7 @@
 /* lorac — llama.cpp GGUF LoRA adapters (format: lorac/adapter.h; reference/formats.md "GGUF LoRA
  * file", from llama.cpp convert_lora_to_gguf.py and src/llama-adapter.cpp).
  */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +121,7 @@ static lc_status tensor_f32(const lc_gguf *f, int64_t id, lc_tensor *dst) {
     float *buf = malloc((size_t)(n ? n : 1) * sizeof *buf);
     if (!buf) return lc_error(LC_ERR_NOMEM, "adapter: %s: out of host memory for '%s'", lc_gguf_path(f), ti->name);
     lc_status st = lc_dequantize_row((lc_dtype)ti->type, ti->data, buf, n);
+    if (!st) st = lc_adapter_check_finite(buf, n, lc_gguf_path(f), ti->name);
     if (!st) st = lc_tensor_set(dst, buf, 0, lc_nbytes(dst));
     free(buf);
     return st;
@@ -155,11 +157,12 @@ lc_status lc_adapter_load_gguf(const lc_model *model, const char *path, lc_lora_
     if (kid >= 0) {
         double v;
         if ((st = lc_gguf_kv_get_f64(f, kid, &v))) goto done;
-        alpha = (float)v;
-        if (!isfinite(alpha)) {
-            st = lc_error(LC_ERR_FORMAT, "adapter: %s: adapter.lora.alpha = %g is not finite", path, v);
+        if (!isfinite(v) || fabs(v) >= (double)FLT_MAX + ldexp(1.0, 103)) { /* would be inf as a float */
+            st = lc_error(LC_ERR_FORMAT, "adapter: %s: adapter.lora.alpha = %g is %s", path, v,
+                          isfinite(v) ? "out of the float32 range llama.cpp and lorac compute in" : "not finite");
             goto done;
         }
+        alpha = (float)v;
     }
     const int64_t nt = lc_gguf_n_tensors(f);
     for (int64_t i = 0; i < nt; i++) {

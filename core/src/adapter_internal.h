@@ -29,6 +29,11 @@ lc_status lc_adapter_check_set(const lc_model *model, const lc_lora_set *set, co
 lc_status lc_adapter_new_set(const lc_model *model, const lc_lora_config *cfg, const lc_adapter_want *want,
                              const char *who, lc_lora_set **out);
 
+/* Every value of x[0..n) (the F32 data of tensor `tensor` of file `file`) is finite.
+ * Errors: LC_ERR_FORMAT naming the file, the tensor, how many values are NaN or infinite and the
+ * first one (element index in the file's row-major order, and its value). */
+lc_status lc_adapter_check_finite(const float *x, int64_t n, const char *file, const char *tensor);
+
 /* HF row of GGUF row g inside a block of heads of d rows (formats.md §5):
  * g = h·d + 2j + t  <->  h·d + t·d/2 + j. */
 static inline int64_t lc_adapter_qk_hf_row(int64_t g, int64_t d) {

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -378,6 +379,29 @@ static lc_status string_list_ok(const cJSON *j, const char *file, const char *na
     return lc_error(LC_ERR_FORMAT, "adapter: %s: field '%s' must be null, a string or a list of strings", file, name);
 }
 
+/* A JSON number as written in the file, as far as a double can tell: the shortest %g form that
+ * reads back as the same double (1e39 -> "1e+39", not the "inf" of its float32 conversion). */
+static void shortest_double(char *dst, size_t cap, double v) {
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(dst, cap, "%.*g", prec, v);
+        if (strtod(dst, NULL) == v) return;
+    }
+}
+
+/* lorac keeps lora_alpha as a float32: a finite JSON number beyond FLT_MAX would become inf. */
+static lc_status alpha_value_ok(const cJSON *j, const char *file, const char *field_name) {
+    if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble))
+        return lc_error(LC_ERR_FORMAT, "adapter: %s: %s must be a finite number", file, field_name);
+    /* (float)v is inf from FLT_MAX + half its ulp (2^103) on: IEEE 754 round to nearest, ties to even. */
+    if (fabs(j->valuedouble) >= (double)FLT_MAX + ldexp(1.0, 103)) {
+        char v[40];
+        shortest_double(v, sizeof v, j->valuedouble);
+        return lc_error(LC_ERR_FORMAT, "adapter: %s: %s = %s is out of the float32 range lorac computes in "
+                        "(|lora_alpha| <= %.9g)", file, field_name, v, (double)FLT_MAX);
+    }
+    return LC_OK;
+}
+
 static lc_status parse_config(const cJSON *root, peft_cfg *c) {
     const char *file = c->file;
     if (!cJSON_IsObject(root)) return lc_error(LC_ERR_FORMAT, "adapter: %s: not a JSON object", file);
@@ -394,8 +418,8 @@ static lc_status parse_config(const cJSON *root, peft_cfg *c) {
     }
     c->lora_alpha = 8.0f;
     if ((j = field(root, "lora_alpha"))) {
-        if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble))
-            return lc_error(LC_ERR_FORMAT, "adapter: %s: field 'lora_alpha' must be a finite number", file);
+        lc_status ast = alpha_value_ok(j, file, "field 'lora_alpha'");
+        if (ast) return ast;
         c->lora_alpha = (float)j->valuedouble;
     }
     c->use_rslora = false;
@@ -416,10 +440,15 @@ static lc_status parse_config(const cJSON *root, peft_cfg *c) {
             return lc_error(LC_ERR_FORMAT, "adapter: %s: field '%s' must be an object {module pattern: value}", file,
                             patterns[k]);
         for (const cJSON *e = j ? j->child : NULL; e; e = e->next) {
-            bool ok = k == 0 ? json_int(e, 1, INT_MAX, &v) : (cJSON_IsNumber(e) && isfinite(e->valuedouble));
-            if (!ok)
-                return lc_error(LC_ERR_FORMAT, "adapter: %s: %s['%s'] must be %s", file, patterns[k], e->string,
-                                k == 0 ? "an integer >= 1" : "a finite number");
+            if (k == 1) {
+                char what[300];
+                snprintf(what, sizeof what, "alpha_pattern['%s']", e->string);
+                lc_status ast = alpha_value_ok(e, file, what);
+                if (ast) return ast;
+            } else if (!json_int(e, 1, INT_MAX, &v)) {
+                return lc_error(LC_ERR_FORMAT, "adapter: %s: %s['%s'] must be an integer >= 1", file, patterns[k],
+                                e->string);
+            }
         }
         if (k == 0) c->rank_pattern = j;
         else c->alpha_pattern = j;
@@ -576,6 +605,10 @@ static lc_status fill_module(const lc_model *model, const lc_safetensors *sf, co
     float *a = NULL, *b = NULL;
     lc_status st = load_tensor_f32(sf, ks->a, &a);
     if (!st) st = load_tensor_f32(sf, ks->b, &b);
+    if (!st) st = lc_adapter_check_finite(a, lc_nelements(lm->lora_a), lc_safetensors_path(sf),
+                                          lc_safetensors_tensor(sf, ks->a)->name);
+    if (!st) st = lc_adapter_check_finite(b, lc_nelements(lm->lora_b), lc_safetensors_path(sf),
+                                          lc_safetensors_tensor(sf, ks->b)->name);
     if (!st) st = lc_tensor_set(lm->lora_a, a, 0, lc_nbytes(lm->lora_a));
     int n_heads = 0;
     if (!st && lc_adapter_qk_permuted(model, lm->module, &n_heads)) {

@@ -42,13 +42,6 @@ void lc_merge_report_free(lc_merge_report *report) {
     memset(report, 0, sizeof *report);
 }
 
-/* Same file (device and inode) as the open base? */
-static bool same_file(const char *a, const char *b) {
-    struct stat sa, sb;
-    if (stat(a, &sa) != 0 || stat(b, &sb) != 0) return false;
-    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 /* ggml type written for a merged tensor of base type `src`. */
 static int out_type(lc_merge_dtype d, int src) {
     switch (d) {
@@ -155,9 +148,8 @@ lc_status lc_merge_gguf(const lc_gguf *base, const lc_lora_set *set, const char 
     if ((unsigned)p->dtype >= LC_MERGE_DTYPE_COUNT)
         return lc_error(LC_ERR_INVALID_ARG, "lc_merge_gguf: dtype %d out of range", (int)p->dtype);
     const char *bpath = lc_gguf_path(base);
-    if (same_file(bpath, out_path))
-        return lc_error(LC_ERR_INVALID_ARG, "merge: the output '%s' is the base model file itself; write the merged "
-                        "model to another path", out_path);
+    lc_status cs = lc_adapter_check_out_path(out_path, false, bpath, NULL, "merge");
+    if (cs != LC_OK) return cs;
 
     /* The set must fit this file: layer count and every target's shape. */
     const char *arch = NULL;
@@ -323,10 +315,13 @@ lc_status lc_merge_files(lc_device *dev, const char *model_path, const char *ada
     if (report) memset(report, 0, sizeof *report);
     if (!dev || !model_path || !adapter_path || !out_path)
         return lc_error(LC_ERR_INVALID_ARG, "lc_merge_files: dev, model_path, adapter_path and out_path must not be NULL");
+    /* Neither the base nor the adapter may be overwritten (lc_merge_gguf checks the base again). */
+    lc_status s = lc_adapter_check_out_path(out_path, false, model_path, adapter_path, "merge");
+    if (s != LC_OK) return s;
     lc_gguf *f = NULL;
     lc_model *model = NULL;
     lc_lora_set *set = NULL;
-    lc_status s = lc_gguf_open(model_path, &f);
+    s = lc_gguf_open(model_path, &f);
     if (s != LC_OK) return s;
     if ((s = lc_model_from_gguf(dev, f, &model, NULL)) != LC_OK) goto done;
     char what[160];

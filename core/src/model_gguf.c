@@ -102,6 +102,11 @@ lc_status lc_model_config_from_gguf(const lc_gguf *f, lc_model_config *cfg) {
     if (!arch_name)
         return lc_error(LC_ERR_FORMAT, "model %s: key 'general.architecture' is missing (supported architectures: "
                         SUPPORTED_ARCHS ")", file);
+    const char *type = NULL;
+    if (lc_gguf_find_key(f, "general.type") >= 0 && lc_gguf_get_string(f, "general.type", &type, NULL) == LC_OK &&
+        type && strcmp(type, "adapter") == 0)
+        return lc_error(LC_ERR_FORMAT, "model %s: this GGUF is a LoRA adapter (general.type 'adapter'), not a model: "
+                        "pass it with --adapter and the base model with --model", file);
     lc_arch arch;
     if (lc_arch_from_name(arch_name, &arch) != LC_OK || arch == LC_ARCH_TOY)
         return lc_error(LC_ERR_UNSUPPORTED, "model %s: architecture '%s' is not supported (supported: " SUPPORTED_ARCHS

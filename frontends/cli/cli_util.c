@@ -47,6 +47,22 @@ bool cli_opt(int argc, char **argv, int *i, const char *name, const char **value
     return true;
 }
 
+/* Plain decimal notation only: an optional '-', then a digit (or, for decimals, '.'), and for
+ * decimals only digits, '.', and an exponent; no spaces, '+', hex ("0x10"), "inf" or "nan". */
+static bool plain_decimal(const char *s, bool fraction) {
+    const char *p = s + (*s == '-');
+    if (!(*p >= '0' && *p <= '9') && !(fraction && *p == '.')) return false;
+    for (; *p; p++) {
+        const bool digit = *p >= '0' && *p <= '9';
+        if (digit) continue;
+        if (!fraction) return false;
+        if (*p == '.' || *p == 'e' || *p == 'E') continue;
+        if ((*p == '-' || *p == '+') && (p[-1] == 'e' || p[-1] == 'E')) continue;
+        return false;
+    }
+    return true;
+}
+
 bool cli_parse_int(const char *cmd, const char *name, const char *s, long long lo, long long hi, int *out) {
     if (!s || !*s) {
         cli_usage_error(cmd, "%s needs a whole number in %lld..%lld", name, lo, hi);
@@ -55,7 +71,7 @@ bool cli_parse_int(const char *cmd, const char *name, const char *s, long long l
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) {
+    if (errno || *end || end == s || !plain_decimal(s, false) || v < lo || v > hi) {
         cli_usage_error(cmd, "%s '%s' is not a whole number in %lld..%lld", name, s, lo, hi);
         return false;
     }
@@ -75,7 +91,7 @@ bool cli_parse_u64(const char *cmd, const char *name, const char *s, uint64_t *o
     char *end = NULL;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || end == s) {
+    if (errno || *end || end == s || !plain_decimal(s, false)) {
         cli_usage_error(cmd, "%s '%s' is not a non-negative whole number below 2^64", name, s);
         return false;
     }
@@ -93,7 +109,7 @@ bool cli_parse_float(const char *cmd, const char *name, const char *s, double lo
     char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || *end || end == s || !isfinite(v) || v < lo || (lo_open && v == lo) || v > hi) {
+    if (errno || *end || end == s || !plain_decimal(s, true) || !isfinite(v) || v < lo || (lo_open && v == lo) || v > hi) {
         cli_usage_error(cmd, "%s '%s' is not a number in %s%g, %g]", name, s, range_lo, lo, hi);
         return false;
     }

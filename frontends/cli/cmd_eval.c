@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lorac/data.h"
 #include "lorac/infer.h"
 #include "lorac/lorac.h"
 #include "lorac/model.h"
@@ -29,7 +30,8 @@ void cli_eval_help(void) {
            "Options:\n"
            "  --model PATH        GGUF model\n"
            "  --adapter PATH      LoRA adapter: a PEFT directory or a llama.cpp GGUF LoRA file\n"
-           "  --data FILE         plain text to evaluate on\n"
+           "  --data FILE         UTF-8 plain text to evaluate on (checked as train checks its data: an empty\n"
+           "                      file, a NUL byte or invalid UTF-8 is refused, naming the byte offset and line)\n"
            "  --ctx N             window length in tokens including the BOS, >= 2 (default 512, at most the\n"
            "                      model's context)\n"
            "  --max-tokens N      evaluate only the first N tokens of the file (default: all)\n"
@@ -94,31 +96,13 @@ int cli_eval(int argc, char **argv) {
     if (!model) return cli_usage_error(CMD, "--model is required");
     if (!data) return cli_usage_error(CMD, "--data is required");
 
-    FILE *f = fopen(data, "rb");
-    if (!f) {
-        fprintf(stderr, "lorac %s: cannot open the data file '%s'\n", CMD, data);
-        return CLI_EXIT_FAIL;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *text = malloc(cap);
-    while (text) {
-        len += fread(text + len, 1, cap - len, f);
-        if (len < cap) break;
-        char *nt = realloc(text, cap * 2);
-        if (!nt) {
-            free(text);
-            text = NULL;
-            break;
-        }
-        text = nt;
-        cap *= 2;
-    }
-    const bool read_err = ferror(f) != 0;
-    fclose(f);
-    if (!text || read_err) {
+    /* The same reading and byte checks as train's data loader (lorac/data.h): the reason of a
+     * failure (missing, a directory, binary, invalid UTF-8 with its byte offset and line) is named. */
+    char *text = NULL;
+    size_t len = 0;
+    if (lc_data_read_file(data, &text, &len) != LC_OK || lc_data_check_bytes(data, text, len) != LC_OK) {
         free(text);
-        fprintf(stderr, "lorac %s: cannot read the data file '%s'\n", CMD, data);
-        return CLI_EXIT_FAIL;
+        return cli_lib_error(CMD, "cannot use the data file");
     }
 
     cli_model cm;
@@ -139,7 +123,9 @@ int cli_eval(int argc, char **argv) {
         rc = cli_lib_error(CMD, "tokenizing the data");
         goto done;
     }
-    if (max_tokens > 0 && (size_t)max_tokens < n_ids) n_ids = (size_t)max_tokens;
+    const size_t n_all = n_ids;
+    const bool capped = max_tokens > 0 && (size_t)max_tokens < n_ids;
+    if (capped) n_ids = (size_t)max_tokens;
     if (n_ids == 0) {
         fprintf(stderr, "lorac %s: '%s' has no tokens to evaluate\n", CMD, data);
         rc = CLI_EXIT_FAIL;
@@ -149,8 +135,12 @@ int cli_eval(int argc, char **argv) {
         rc = cli_lib_error(CMD, "creating the KV cache");
         goto done;
     }
-    fprintf(stderr, "data: %s, %zu bytes, %zu tokens; windows of %d tokens (BOS + %d)\n", data, len, n_ids, n_ctx,
-            bos == LC_TOKEN_NULL ? n_ctx : n_ctx - 1);
+    if (capped)
+        fprintf(stderr, "data: %s, %zu bytes, the first %zu of its %zu tokens (--max-tokens); windows of %d tokens "
+                "(BOS + %d)\n", data, len, n_ids, n_all, n_ctx, bos == LC_TOKEN_NULL ? n_ctx : n_ctx - 1);
+    else
+        fprintf(stderr, "data: %s, %zu bytes, %zu tokens; windows of %d tokens (BOS + %d)\n", data, len, n_ids, n_ctx,
+                bos == LC_TOKEN_NULL ? n_ctx : n_ctx - 1);
     progress pr = {.last_print = 0.0};
     lc_eval_params ep = {.n_ctx = n_ctx, .bos = bos, .progress = on_progress, .user = &pr};
     lc_eval_result r;

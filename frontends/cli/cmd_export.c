@@ -29,7 +29,8 @@ void cli_export_help(void) {
            "  gguf    a llama.cpp GGUF LoRA adapter file (llama.cpp --lora, llama-cpp-python lora_path)\n"
            "  peft    a Hugging Face PEFT directory (adapter_config.json + adapter_model.safetensors;\n"
            "          PeftModel.from_pretrained)\n"
-           "Both are written atomically. Debugging aid: --format logits writes the F32 logits of every token\n"
+           "Both are written atomically. --out must not be the base model, the adapter or one of its files\n"
+           "(compared by device and inode: also through ./, .., and links). Debugging aid: --format logits writes the F32 logits of every token\n"
            "of --prompt (tokenized with BOS) under the model and adapter as a NumPy .npy array [tokens, vocab]\n"
            "and prints the token ids, for comparisons with other implementations.\n\n"
            "Options:\n"
@@ -37,7 +38,10 @@ void cli_export_help(void) {
            "  --adapter PATH      LoRA adapter to convert (optional for --format logits)\n"
            "  --format F          gguf, peft or logits\n"
            "  --out PATH          file (gguf, logits) or directory (peft) to write\n"
-           "  --name TEXT         general.name of a GGUF adapter (default: the base model's name + \" LoRA\")\n"
+           "  --name TEXT         general.name of a GGUF adapter (default: the base model's general.name, else\n"
+           "                      its file name, + \" LoRA\"; base_model_name_or_path follows\n"
+           "                      lc_adapter_meta_from_model: the Hugging Face id the GGUF was converted from\n"
+           "                      when its metadata has one, else its general.name, else its file name)\n"
            "  --prompt TEXT       prompt for --format logits\n"
            "  --device SPEC       cpu | opencl[:N] | vulkan[:N] | auto (default: $LORAC_DEVICE, else auto)\n"
            "  --threads N         CPU threads (sets LORAC_THREADS; default: all cores)\n"
@@ -162,6 +166,13 @@ int cli_export(int argc, char **argv) {
     if (!model) return cli_usage_error(CMD, "--model is required");
     if (!format) return cli_usage_error(CMD, "--format is required (gguf, peft or logits)");
     if (!out) return cli_usage_error(CMD, "--out is required");
+    /* Never overwrite an input (the base model, the adapter or one of its files), whatever the format. */
+    if (lc_adapter_check_out_path(out, strcmp(format, "peft") == 0, model, adapter, CMD) != LC_OK) {
+        const char *msg = lc_last_error();
+        if (strncmp(msg, "export: ", 8) == 0) msg += 8; /* the library's prefix; ours says it already */
+        fprintf(stderr, "lorac %s: %s\n", CMD, msg);
+        return CLI_EXIT_USAGE;
+    }
     if (strcmp(format, "logits") == 0) {
         if (!prompt) return cli_usage_error(CMD, "--format logits needs --prompt");
         return dump_logits(device, threads, model, adapter, prompt, out);
@@ -186,15 +197,13 @@ int cli_export(int argc, char **argv) {
         rc = cli_lib_error(CMD, "loading the adapter");
         goto done;
     }
-    const char *gname = NULL;
-    if (lc_gguf_find_key(f, "general.name") < 0 || lc_gguf_get_string(f, "general.name", &gname, NULL) != LC_OK) {
-        lc_clear_error();
-        const char *slash = strrchr(model, '/');
-        gname = slash ? slash + 1 : model;
+    lc_adapter_meta_buf mb;
+    lc_adapter_meta meta;
+    if (lc_adapter_meta_from_model(model, &mb, &meta) != LC_OK) {
+        rc = cli_lib_error(CMD, "reading the model's metadata");
+        goto done;
     }
-    char defname[256];
-    snprintf(defname, sizeof defname, "%s LoRA", gname);
-    lc_adapter_meta meta = {gname, name ? name : defname};
+    if (name) meta.name = name;
     const lc_status st = strcmp(format, "gguf") == 0 ? lc_adapter_save_gguf(m, set, out, &meta)
                                                      : lc_adapter_save_peft(m, set, out, &meta);
     if (st != LC_OK) {

@@ -66,9 +66,14 @@ static void warn_base_name(const char *adapter, const char *model) {
     if (lc_gguf_find_key(g, "general.name") >= 0) lc_gguf_get_string(g, "general.name", &gname, NULL);
     const char *slash = strrchr(want, '/');
     const char *want_tail = slash ? slash + 1 : want;
-    if (strcmp(want, base) != 0 && (!gname || (strcasecmp(want, gname) != 0 && strcasecmp(want_tail, gname) != 0)))
-        fprintf(stderr, "lorac %s: warning: the adapter was made for '%s', but %s is '%s'; merging anyway (the shapes "
-                "fit)\n", CMD, want, model, gname ? gname : base);
+    lc_adapter_meta_buf mb;
+    lc_adapter_meta meta;
+    lc_adapter_meta_from_model(model, &mb, &meta);
+    const bool ours = meta.base_model_name_or_path && strcmp(want, meta.base_model_name_or_path) == 0;
+    if (!ours && strcmp(want, base) != 0 &&
+        (!gname || (strcasecmp(want, gname) != 0 && strcasecmp(want_tail, gname) != 0)))
+        fprintf(stderr, "lorac %s: warning: the adapter was made for '%s', but %s is '%s'; merged anyway, since every "
+                "shape fits (check that this is the model you meant)\n", CMD, want, model, gname ? gname : base);
     lc_gguf_close(g);
 }
 
@@ -136,7 +141,6 @@ int cli_merge(int argc, char **argv) {
     const int opened = cli_open_device(CMD, device, &dev);
     if (opened != CLI_EXIT_OK) return opened;
     fprintf(stderr, "device: %s (%s)\n", lc_device_get_info(dev)->spec, lc_device_get_info(dev)->name);
-    warn_base_name(adapter, model);
     mp.progress = on_tensor;
     mp.user = &pr;
     pr.t0 = cli_now();
@@ -149,6 +153,7 @@ int cli_merge(int argc, char **argv) {
         fprintf(stderr, "lorac %s: %s\n", CMD, msg);
         return st == LC_ERR_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
     }
+    warn_base_name(adapter, model);
     char b1[32], b2[32];
     fprintf(stderr, "merge: %d of %d tensors merged (%s), %d copied; %s -> %s of tensor data in %.2f s\n", rep.n_merged,
             rep.n_tensors, lc_merge_dtype_name(mp.dtype), rep.n_tensors - rep.n_merged,

@@ -135,6 +135,14 @@ static int train_toy(int argc, char **argv) {
     if (opened != CLI_EXIT_OK) return opened;
     const lc_device_info *di = lc_device_get_info(dev);
     const lc_model_config mc = lc_model_config_default(LC_ARCH_TOY);
+    int min_dim = mc.n_embd < mc.n_ff ? mc.n_embd : mc.n_ff;
+    if (mc.head_dim * mc.n_head_kv < min_dim) min_dim = mc.head_dim * mc.n_head_kv;
+    if (mc.head_dim * mc.n_head < min_dim) min_dim = mc.head_dim * mc.n_head;
+    if (opt.r > min_dim) {
+        lc_device_close(dev);
+        return cli_usage_error(CMD, "--rank %d is more than %d, the smallest in/out size of the toy model's projections",
+                               opt.r, min_dim);
+    }
     const float scaling = lc_lora_scaling(opt.r, opt.lora_alpha, false);
     printf("device: %s (%s", di->spec, di->name);
     if (strcmp(di->backend, "cpu") == 0) printf(", threads %d", di->threads);
@@ -260,7 +268,8 @@ static void model_help(void) {
            "                      pass and recompute the rest of the layer during the backward pass\n"
            "                      (same results, less activation memory, about one more forward)\n"
            "  --lr LR             peak learning rate (default %g)\n"
-           "  --warmup N          warmup steps (default steps/10)\n"
+           "  --warmup N          warmup steps (default steps/10); lr rises linearly from 0, so with\n"
+           "                      warmup the first step's lr is 0, as in transformers' schedule\n"
            "  --weight-decay W    decoupled weight decay (default 0)\n"
            "  --max-grad-norm N   clip the global gradient norm, 0 = off (default %g)\n"
            "  --seed S            LoRA init, dropout and shuffle seed (default %llu)\n"
@@ -354,6 +363,9 @@ static lc_status add_data_path(lc_data *d, const char *path, lc_data_format fmt,
     struct stat st;
     if (stat(path, &st) != 0)
         return lc_error(LC_ERR_IO, "data '%s': %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+        return lc_error(LC_ERR_IO, "data '%s': not a regular file or a directory (a pipe or device would be read "
+                        "without end)", path);
     if (!S_ISDIR(st.st_mode)) {
         if (fmt == LC_DATA_FORMAT_FORTUNE) return lc_data_add_fortunes(d, path, split);
         return lc_data_add_file(d, path, fmt, split);
@@ -1093,8 +1105,9 @@ static int train_model(int argc, char **argv) {
     if (!o.no_save) {
         char gguf_path[4200];
         snprintf(gguf_path, sizeof gguf_path, "%s/adapter.gguf", o.out);
-        const char *base = strrchr(o.model, '/');
-        const lc_adapter_meta meta = {.base_model_name_or_path = base ? base + 1 : o.model, .name = "lorac adapter"};
+        lc_adapter_meta_buf mb;
+        lc_adapter_meta meta;
+        lc_adapter_meta_from_model(o.model, &mb, &meta);
         if (mkdir_p(o.out) != 0) {
             fprintf(stderr, "lorac %s: --out '%s': %s\n", CMD, o.out, strerror(errno));
             goto done;

@@ -59,12 +59,53 @@ extern "C" {
 #define LC_PEFT_CONFIG_FILE "adapter_config.json"
 #define LC_PEFT_WEIGHTS_FILE "adapter_model.safetensors"
 
-/* Descriptive fields written with an adapter; every pointer may be NULL. */
+/* Descriptive fields written with an adapter; every pointer may be NULL. lorac's own tools fill
+ * them with lc_adapter_meta_from_model. */
 typedef struct lc_adapter_meta {
-    const char *base_model_name_or_path; /* PEFT base_model_name_or_path: the base model's GGUF
-                                            general.name or its file's basename; NULL: JSON null */
+    const char *base_model_name_or_path; /* PEFT base_model_name_or_path; NULL: JSON null */
     const char *name;                    /* GGUF general.name of the adapter file; NULL: none */
 } lc_adapter_meta;
+
+/* Storage for the strings of an lc_adapter_meta filled by lc_adapter_meta_from_model (longer
+ * values are cut at a UTF-8 character boundary). */
+typedef struct lc_adapter_meta_buf {
+    char base_model_name_or_path[512];
+    char name[512];
+} lc_adapter_meta_buf;
+
+/* The one rule for the descriptive fields of an adapter trained on or exported for the GGUF model
+ * file `model_path` (the file is opened, its metadata read, and closed again):
+ *   base_model_name_or_path  1. the Hugging Face repository id "org/name" of the model the GGUF was
+ *                               converted from, when general.source.repo_url or general.source.url
+ *                               (in that order) is "http(s)://huggingface.co/<org>/<name>" (a
+ *                               trailing '/' allowed; org and name of [A-Za-z0-9._-]; gguf-py
+ *                               metadata.py writes these from the model card): the value
+ *                               AutoPeftModel / PeftModel.from_pretrained load the base with;
+ *                            2. else the model's general.name ("Gemma 3 270m");
+ *                            3. else the basename of model_path ("gemma-3-270m-q4_k_m.gguf").
+ *                            general.base_model.N.* is NOT used: gguf-py writes there the models the
+ *                            GGUF's model was itself fine-tuned or merged from (the model card's
+ *                            base_model), so an adapter trained on an instruct model would name
+ *                            the pretrained one.
+ *   name                     general.name + " LoRA", else the basename of model_path + " LoRA".
+ * meta's pointers are set into *buf. When the file cannot be read as GGUF the basename rules apply
+ * (the metadata is descriptive; saving must not fail for it) and the error is cleared.
+ * Errors: LC_ERR_INVALID_ARG (a NULL argument). */
+lc_status lc_adapter_meta_from_model(const char *model_path, lc_adapter_meta_buf *buf, lc_adapter_meta *meta);
+
+/* Refuse an output path that would overwrite an input of the job (lorac export, lorac merge, and
+ * anything else that reads a model and an adapter and writes a file or adapter directory).
+ * The written paths are `out_path` and, when `out_is_peft_dir`, out_path/adapter_config.json and
+ * out_path/adapter_model.safetensors. The inputs are `model_path` (may be NULL) and the adapter
+ * `adapter_path` (may be NULL): the path itself and, for a PEFT adapter (a directory, or its
+ * adapter_config.json / adapter_model.safetensors as lc_adapter_load accepts), its directory and
+ * both files. Two paths are the same when both exist and stat(2) gives the same st_dev and st_ino,
+ * so "./m.gguf", "dir/../m.gguf", symbolic links and hard links to an input are all caught; paths
+ * that do not exist are never inputs.
+ * Errors: LC_ERR_INVALID_ARG (NULL out_path; an output that is an input: "<who>: the output 'X'
+ * is the base model file 'Y' itself ..." or "... is the adapter 'Y' itself ...", naming both paths). */
+lc_status lc_adapter_check_out_path(const char *out_path, bool out_is_peft_dir, const char *model_path,
+                                    const char *adapter_path, const char *who);
 
 /* ---- PEFT ---------------------------------------------------------------------------------- */
 
@@ -103,7 +144,9 @@ lc_status lc_adapter_save_peft(const lc_model *model, const lc_lora_set *set, co
  *   LC_ERR_IO           a file missing or unreadable;
  *   config              not JSON, peft_type not "LORA", r / lora_alpha / lora_dropout /
  *                       rank_pattern / alpha_pattern / target_modules / layers_to_transform of
- *                       the wrong type, a regular expression that does not compile;
+ *                       the wrong type, a lora_alpha or alpha_pattern value outside the float32
+ *                       range (|v| > FLT_MAX; the message shows the value as written), a regular
+ *                       expression that does not compile;
  *   LC_ERR_UNSUPPORTED  use_dora, lora_bias, bias other than "none", modules_to_save,
  *                       layer_replication, target_parameters or trainable_token_indices set;
  *   keys                a key that matches no module of the model ("adapter for another model"
@@ -111,6 +154,9 @@ lc_status lc_adapter_save_peft(const lc_model *model, const lc_lora_set *set, co
  *                       target, two keys for one tensor, a targeted module without both tensors,
  *                       a shape other than [r, in] / [out, r] for the module's r (expected and
  *                       found are named), LC_ERR_DTYPE for another dtype, no tensors at all;
+ *   values              a lora_A / lora_B holding NaN or an infinity (after conversion to F32;
+ *                       the key, the count and the first such element are named): such an
+ *                       adapter (a diverged run) would turn every output into NaN;
  *   plus safetensors errors (lorac/safetensors.h), LC_ERR_NOMEM and device errors. */
 lc_status lc_adapter_load_peft(const lc_model *model, const char *dir, lc_lora_set **out);
 
@@ -138,7 +184,8 @@ lc_status lc_adapter_save_gguf(const lc_model *model, const lc_lora_set *set, co
  *   a tensor that is not "<target>.weight.lora_a/_b", a target that is not a projection of the
  *   model (LC_ERR_UNSUPPORTED for token_embd / output adapters), a module without both tensors,
  *   shapes that break a.ne0 == W.ne0, b.ne1 == W.ne1, a.ne1 == b.ne0 (expected and found are
- *   named), no tensors; LC_ERR_DTYPE, LC_ERR_NOMEM, device errors. */
+ *   named), no tensors, adapter.lora.alpha not a finite float32, a lora_a / lora_b holding NaN or
+ *   an infinity (as for PEFT); LC_ERR_DTYPE, LC_ERR_NOMEM, device errors. */
 lc_status lc_adapter_load_gguf(const lc_model *model, const char *path, lc_lora_set **out);
 
 /* Load an adapter of either format: a directory (or its adapter_model.safetensors /

@@ -240,6 +240,16 @@ lc_status lc_data_read_fortunes(const char *path, char ***docs, size_t *n_docs);
 /* Free what lc_data_read_fortunes returned; NULL is a no-op. */
 void lc_data_docs_free(char **docs, size_t n_docs);
 
+/* The file reading and byte checks every source of lc_data_add_file passes, for tools that need
+ * a file's text as it is (lorac eval). lc_data_read_file: the whole file in *buf (malloc'd,
+ * NUL-terminated; *len bytes without the NUL; free with free()). Errors: LC_ERR_IO naming the
+ * path and the system error (missing, unreadable, "is a directory"), LC_ERR_NOMEM.
+ * lc_data_check_bytes: not empty, no NUL byte, well-formed UTF-8 (The Unicode Standard, Table
+ * 3-7: no overlong forms, surrogates or code points past U+10FFFF). Errors: LC_ERR_FORMAT naming
+ * `name`, the byte offset and the line. (Defined in core/src/data_source.c.) */
+lc_status lc_data_read_file(const char *path, char **buf, size_t *len);
+lc_status lc_data_check_bytes(const char *name, const char *buf, size_t len);
+
 /* Hold out the eval examples, build the sequences of both splits and drop the per-example
  * tokens. After this no file can be added and batches can be read.
  * Errors: LC_ERR_STATE (called twice); LC_ERR_FORMAT (no example at all; eval_fraction > 0 with

@@ -103,7 +103,8 @@ void lc_merge_report_free(lc_merge_report *report);
  * Each module's target "<target>.weight" must be a 2-D tensor of the file with ne
  * {A.ne[0], B.ne[1]}, and the file's "<arch>.block_count" (when present) must equal the set's
  * layer count.
- * Errors: LC_ERR_INVALID_ARG (NULL base/set/out_path; out_path is the base file itself; a set for
+ * Errors: LC_ERR_INVALID_ARG (NULL base/set/out_path; out_path is the base file itself, by device
+ * and inode (lc_adapter_check_out_path: also through "./", "..", symbolic and hard links); a set for
  * another model: missing target tensor, shape or layer count differ -- the message names the
  * tensor and both shapes), LC_ERR_DTYPE (a target whose type lorac cannot dequantise),
  * LC_ERR_NUMERIC (a merged value that is not finite, or overflows the output type's range:
@@ -119,7 +120,8 @@ lc_status lc_merge_gguf(const lc_gguf *base, const lc_lora_set *set, const char 
  * embedding (GGUF tensors "output.weight.lora_*" / "token_embd.weight.lora_*", PEFT keys with
  * ".lm_head." / ".embed_tokens."): refused with LC_ERR_UNSUPPORTED, and with a message that says
  * the output is tied to token_embd when the model has no output.weight.
- * Errors: LC_ERR_INVALID_ARG (NULL argument), lc_gguf_open's, lc_model_from_gguf's,
+ * Errors: LC_ERR_INVALID_ARG (NULL argument; out_path is the base model file or the adapter, one
+ * of its files or its directory: lc_adapter_check_out_path, checked first), lc_gguf_open's, lc_model_from_gguf's,
  * lc_adapter_load's (an adapter for another model), the refusal above, lc_merge_gguf's. */
 lc_status lc_merge_files(lc_device *dev, const char *model_path, const char *adapter_path, const char *out_path,
                          const lc_merge_params *p, lc_merge_report *report);
