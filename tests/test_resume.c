@@ -13,9 +13,19 @@
  *    tmpfs: the save is a clean LC_ERR_IO naming the file, no temporary directory is left,
  *    `latest` still names the previous checkpoint, whose files are byte-identical and which
  *    restores bit-identically;
- *  - mismatches (seq_len, r, other data) name the field; a truncated optimizer.safetensors, a
- *    corrupted or incomplete trainer_state.json and a bad `latest` are clean errors that leave
- *    the trainer untouched.
+ *  - mismatches (seq_len, r, other data, n_seq naming --batch and --micro-batch) name the field; a
+ *    truncated optimizer.safetensors, a corrupted or incomplete trainer_state.json and a bad
+ *    `latest` (junk, or naming a checkpoint that is not there) are clean errors that leave the
+ *    trainer untouched;
+ *  - damaged values, poked into the files in place: NaN / inf moments, negative exp_avg_sq, NaN
+ *    lora_A / lora_B are LC_ERR_FORMAT naming the file, the tensor and the element (computed by
+ *    hand from the PyTorch shape and, for q_proj lora_B, the file's HF row order);
+ *  - integers of trainer_state.json out of range, fractional, infinite, strings or not JSON, and
+ *    trailing data after the object, are clean LC_ERR_FORMAT (no undefined double -> int cast);
+ *    a state file one byte over 64 MiB is refused by its size, one of exactly 64 MiB restores;
+ *  - stale temporaries of killed saves (a reaped child's pid, this process's own) are removed by
+ *    the next save, even one that then fails; a live process's (a sleeping child, the parent)
+ *    and every name outside the two patterns are kept byte for byte.
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -30,6 +40,7 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/lt_device.h"
@@ -46,6 +57,7 @@
 /* ---- a complete training setup, built from nothing -------------------------------------- */
 
 typedef struct setup {
+    int n_seq;
     lc_model *model;
     lc_tokenizer *tok;
     lc_lora_set *lora;
@@ -58,9 +70,10 @@ typedef struct setup {
 typedef struct setup_opts {
     int seq_len, r;
     uint64_t text_seed;
+    int n_seq;
 } setup_opts;
 
-static const setup_opts DEFAULT_OPTS = {SEQ_LEN, 4, 11};
+static const setup_opts DEFAULT_OPTS = {SEQ_LEN, 4, 11, N_SEQ};
 
 /* Deterministic English-like text (SplitMix64, not lorac's generator): paragraphs of words made
  * of the fixture vocabulary's letters and merges, blank lines between paragraphs. */
@@ -88,6 +101,7 @@ static char *make_text(uint64_t seed, size_t *len) {
 static lc_status setup_new(lc_device *dev, const setup_opts *o, setup *s) {
     memset(s, 0, sizeof *s);
     s->seq_len = o->seq_len;
+    s->n_seq = o->n_seq;
     lc_status st = lc_model_load_gguf(dev, TINY, &s->model, &s->tok);
     if (st != LC_OK) return st;
     const lc_lora_config lc = {.r = o->r, .lora_alpha = 8.0f, .use_rslora = false, .dropout = 0.1f,
@@ -95,7 +109,7 @@ static lc_status setup_new(lc_device *dev, const setup_opts *o, setup *s) {
     if ((st = lc_lora_set_new(s->model, &lc, &s->lora)) != LC_OK) return st;
     lc_data_config dc = lc_data_config_default();
     dc.seq_len = o->seq_len;
-    dc.n_seq = N_SEQ;
+    dc.n_seq = o->n_seq;
     dc.shuffle = true;
     dc.seed = 5;
     if ((st = lc_data_new(s->tok, &dc, &s->data)) != LC_OK) return st;
@@ -106,7 +120,7 @@ static lc_status setup_new(lc_device *dev, const setup_opts *o, setup *s) {
     if (st == LC_OK) st = lc_data_finalize(s->data);
     if (st != LC_OK) return st;
     lc_train_config tc = lc_train_config_default();
-    tc.n_seq = N_SEQ;
+    tc.n_seq = o->n_seq;
     tc.seq_len = o->seq_len;
     tc.steps = 2 * N_HALF;
     tc.warmup_steps = 2;
@@ -115,7 +129,7 @@ static lc_status setup_new(lc_device *dev, const setup_opts *o, setup *s) {
     tc.grad_accum = GRAD_ACCUM;
     tc.ignore_index = LC_DATA_IGNORE_INDEX;
     if ((st = lc_trainer_new(s->model, s->lora, &tc, &s->tr)) != LC_OK) return st;
-    const size_t n = (size_t)GRAD_ACCUM * N_SEQ * o->seq_len;
+    const size_t n = (size_t)GRAD_ACCUM * o->n_seq * o->seq_len;
     s->ids = lt_ialloc((int64_t)n);
     s->labels = lt_ialloc((int64_t)n);
     s->pos = lt_ialloc((int64_t)n);
@@ -137,7 +151,7 @@ static void setup_free(setup *s) {
 
 /* One optimizer step on the next GRAD_ACCUM batches of the data. */
 static lc_status setup_step(setup *s, float *loss) {
-    const int64_t micro = (int64_t)N_SEQ * s->seq_len;
+    const int64_t micro = (int64_t)s->n_seq * s->seq_len;
     for (int m = 0; m < GRAD_ACCUM; m++) {
         lc_status st = lc_data_next_batch(s->data, s->ids + m * micro, s->labels + m * micro, s->pos + m * micro, NULL);
         if (st != LC_OK) return st;
@@ -512,10 +526,10 @@ END_TEST
 
 /* ---- mismatches and damaged files ------------------------------------------------------------ */
 
-/* Load into a fresh setup with options o: must fail with `want_st` and a message holding `want`;
- * the trainer and its LoRA tensors stay as they were. */
-static void expect_load_error(lc_device *dev, const setup_opts *o, const char *path, lc_status want_st,
-                              const char *want) {
+/* Load into a fresh setup with options o: must fail with `want_st` and a message holding every
+ * string of want[] (NULL-terminated); the trainer and its LoRA tensors stay as they were. */
+static void expect_load_errors(lc_device *dev, const setup_opts *o, const char *path, lc_status want_st,
+                               const char *const *want) {
     setup s;
     ck_assert_msg(setup_new(dev, o, &s) == LC_OK, "setup: %s", lc_last_error());
     int64_t n0 = 0, n1 = 0;
@@ -525,7 +539,8 @@ static void expect_load_error(lc_device *dev, const setup_opts *o, const char *p
     const lc_status st = lc_checkpoint_load(s.tr, path, &x, &cur);
     lt_log("  load %s: %s\n", path, lc_last_error());
     ck_assert_msg(st == want_st, "status %d, want %d: %s", (int)st, (int)want_st, lc_last_error());
-    ck_assert_msg(strstr(lc_last_error(), want) != NULL, "message lacks '%s': %s", want, lc_last_error());
+    for (int i = 0; want[i]; i++)
+        ck_assert_msg(strstr(lc_last_error(), want[i]) != NULL, "message lacks '%s': %s", want[i], lc_last_error());
     ck_assert_int_eq(lc_trainer_steps_done(s.tr), 0);
     float *after = lora_snapshot(s.lora, &n1);
     ck_assert(n0 == n1 && memcmp(before, after, (size_t)n0 * sizeof(float)) == 0);
@@ -534,7 +549,36 @@ static void expect_load_error(lc_device *dev, const setup_opts *o, const char *p
     setup_free(&s);
 }
 
+static void expect_load_error(lc_device *dev, const setup_opts *o, const char *path, lc_status want_st,
+                              const char *want) {
+    const char *const w[] = {want, NULL};
+    expect_load_errors(dev, o, path, want_st, w);
+}
+
 /* Copy checkpoint-N of `root` into dst (a new checkpoint directory). */
+static void copy_checkpoint(const char *root, const char *dst);
+
+/* Copy checkpoint-N (whose files c holds) into dst, then replace in dst's trainer_state.json the
+ * value of the first "<key>": (the text up to the next ',', '}' or newline) by `value`. */
+static void copy_edit_state(const char *root, const char *dst, const saved_ck *c, const char *key, const char *value) {
+    copy_checkpoint(root, dst);
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *at = strstr(c->files[3], pat);
+    ck_assert_msg(at != NULL, "trainer_state.json has no %s", pat);
+    at += strlen(pat);
+    const size_t head = (size_t)(at - c->files[3]), old = strcspn(at, ",}\n");
+    char *e = malloc(c->sizes[3] + strlen(value) + 1);
+    ck_assert_ptr_nonnull(e);
+    memcpy(e, c->files[3], head);
+    strcpy(e + head, value);
+    strcat(e, at + old);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/trainer_state.json", dst);
+    write_all(p, e, strlen(e));
+    free(e);
+}
+
 static void copy_checkpoint(const char *root, const char *dst) {
     ck_assert(mkdir(dst, 0777) == 0);
     char a[4096], b[4096];
@@ -568,6 +612,14 @@ START_TEST(test_mismatch_and_damage) {
     o = DEFAULT_OPTS;
     o.text_seed = 12;
     expect_load_error(dev, &o, root, LC_ERR_INVALID_ARG, "other training data");
+    /* Sequences per micro-batch: the CLI sets them with --micro-batch, or from --batch. */
+    o = DEFAULT_OPTS;
+    o.n_seq = 1;
+    {
+        snprintf(msg, sizeof msg, "n_seq (sequences per micro-batch");
+        const char *const w[] = {msg, "--batch", "--micro-batch", NULL};
+        expect_load_errors(dev, &o, root, LC_ERR_INVALID_ARG, w);
+    }
 
     char dir[4096], p[4200];
     /* A truncated optimizer.safetensors. */
@@ -584,20 +636,10 @@ START_TEST(test_mismatch_and_damage) {
     expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT, "trainer_state.json is not valid JSON");
     /* A field of the wrong type. */
     snprintf(dir, sizeof dir, "%s/badfield", root);
-    copy_checkpoint(root, dir);
-    snprintf(p, sizeof p, "%s/trainer_state.json", dir);
     {
-        char key[64];
-        snprintf(key, sizeof key, "\"seq_len\": %d", SEQ_LEN);
-        const char *at = strstr(c.files[3], key);
-        ck_assert_ptr_nonnull(at);
-        char *edited = malloc(c.sizes[3] + 16);
-        const size_t head = (size_t)(at - c.files[3]);
-        memcpy(edited, c.files[3], head);
-        const int k = sprintf(edited + head, "\"seq_len\": \"%d\"", SEQ_LEN);
-        strcpy(edited + head + k, at + strlen(key));
-        write_all(p, edited, strlen(edited));
-        free(edited);
+        char v[32];
+        snprintf(v, sizeof v, "\"%d\"", SEQ_LEN);
+        copy_edit_state(root, dir, &c, "seq_len", v);
     }
     expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT, "train.seq_len");
     /* A missing optimizer file. */
@@ -614,6 +656,23 @@ START_TEST(test_mismatch_and_damage) {
     expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT, "latest");
     snprintf(dir, sizeof dir, "%s/nothing", root);
     expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_IO, "nothing");
+    /* `latest` naming a checkpoint that is not there, or a directory without a trainer state. */
+    snprintf(dir, sizeof dir, "%s/gone", root);
+    ck_assert(mkdir(dir, 0777) == 0);
+    snprintf(p, sizeof p, "%s/latest", dir);
+    write_all(p, "checkpoint-9\n", 13);
+    {
+        char want[4200];
+        snprintf(want, sizeof want, "`latest` in %s names checkpoint-9, which does not exist", dir);
+        expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_IO, want);
+        char out[4200];
+        ck_assert(lc_checkpoint_resolve(dir, out, sizeof out) == LC_ERR_IO);
+        ck_assert_msg(strstr(lc_last_error(), want) != NULL, "resolve: %s", lc_last_error());
+        snprintf(p, sizeof p, "%s/checkpoint-9", dir);
+        ck_assert(mkdir(p, 0777) == 0);
+        snprintf(want, sizeof want, "`latest` in %s names checkpoint-9, which holds no trainer_state.json", dir);
+        expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_IO, want);
+    }
 
     saved_free(&c);
     lc_device_close(dev);
@@ -656,6 +715,362 @@ START_TEST(test_keep_and_resolve) {
 }
 END_TEST
 
+/* ---- damaged values: non-finite weights and moments, negative exp_avg_sq -------------------- */
+
+/* Overwrite float element `index` (-1: every element) of tensor `name` of the safetensors file
+ * `path` with v, in place. name NULL: every byte after the header (every tensor; all of them F32
+ * in these files), located from the format's first 8 bytes (little-endian header length N). The
+ * tensor's offset comes from the reader; the bytes are written with plain stdio. */
+static void poke_floats(const char *path, const char *name, int64_t index, float v) {
+    int64_t begin = 0, n = 0;
+    if (name) {
+        lc_safetensors *sf = NULL;
+        ck_assert_msg(lc_safetensors_open(path, &sf) == LC_OK, "%s: %s", path, lc_last_error());
+        const int64_t id = lc_safetensors_find(sf, name);
+        ck_assert_msg(id >= 0, "%s: no tensor %s", path, name);
+        const lc_st_tensor_info *ti = lc_safetensors_tensor(sf, id);
+        ck_assert(ti->dtype == LC_ST_F32 && index < ti->numel);
+        begin = (int64_t)ti->offset;
+        n = ti->numel;
+        lc_safetensors_close(sf);
+    } else {
+        size_t size = 0;
+        unsigned char *b = (unsigned char *)read_all(path, &size);
+        ck_assert(b != NULL && size >= 8);
+        uint64_t hl = 0;
+        for (int i = 7; i >= 0; i--) hl = hl << 8 | b[i];
+        free(b);
+        begin = 8 + (int64_t)hl;
+        n = ((int64_t)size - begin) / 4;
+    }
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    for (int64_t i = index < 0 ? 0 : index; i < (index < 0 ? n : index + 1); i++) {
+        ck_assert(fseek(f, (long)(begin + 4 * i), SEEK_SET) == 0);
+        ck_assert(fwrite(&v, 4, 1, f) == 1);
+    }
+    ck_assert(fclose(f) == 0);
+}
+
+/* Every exp_avg_sq tensor of the optimizer file of dir set to v. */
+static void poke_all_exp_avg_sq(const char *dir, float v) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
+    lc_safetensors *sf = NULL;
+    ck_assert_msg(lc_safetensors_open(p, &sf) == LC_OK, "%s: %s", p, lc_last_error());
+    const int64_t nt = lc_safetensors_n_tensors(sf);
+    char **names = calloc((size_t)nt, sizeof *names);
+    for (int64_t i = 0; i < nt; i++) names[i] = strdup(lc_safetensors_tensor(sf, i)->name);
+    lc_safetensors_close(sf);
+    int hits = 0;
+    for (int64_t i = 0; i < nt; i++) {
+        const size_t len = strlen(names[i]);
+        if (len > 11 && strcmp(names[i] + len - 11, ".exp_avg_sq") == 0) {
+            poke_floats(p, names[i], -1, v);
+            hits++;
+        }
+        free(names[i]);
+    }
+    free(names);
+    ck_assert_int_eq(hits * 2, (int)nt);
+}
+
+#define KEY(layer, path, ab) "base_model.model.model.layers." #layer "." path ".lora_" ab ".weight"
+
+START_TEST(test_bad_values) {
+    lc_device *dev = open_cpu();
+    char *root = make_tmpdir();
+    setup s;
+    saved_ck c = {0};
+    first_checkpoint(dev, &s, root, &c);
+    setup_free(&s);
+    char dir[4096], p[4200];
+
+    /* Every float of the moments NaN (what the tester did): the first bad value is element 0 of
+     * some exp_avg / exp_avg_sq. */
+    snprintf(dir, sizeof dir, "%s/nan_all", root);
+    copy_checkpoint(root, dir);
+    snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
+    poke_floats(p, NULL, -1, NAN);
+    {
+        const char *const w[] = {dir, "optimizer.safetensors: tensor 'base_model.model.", ".exp_avg",
+                                 "element 0 (row 0, column 0) is nan", "must be finite", NULL};
+        expect_load_errors(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT, w);
+    }
+    /* Every exp_avg_sq -1. */
+    snprintf(dir, sizeof dir, "%s/neg_all", root);
+    copy_checkpoint(root, dir);
+    poke_all_exp_avg_sq(dir, -1.0f);
+    {
+        const char *const w[] = {"optimizer.safetensors: tensor '", ".exp_avg_sq' element 0 (row 0, column 0) is -1",
+                                 "finite and >= 0", NULL};
+        expect_load_errors(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT, w);
+    }
+    /* One negative exp_avg_sq: lora_B of down_proj is [out, r = 4]; element 5 is row 1, column 1. */
+    snprintf(dir, sizeof dir, "%s/neg_one", root);
+    copy_checkpoint(root, dir);
+    snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
+    poke_floats(p, KEY(1, "mlp.down_proj", "B") ".exp_avg_sq", 5, -0.5f);
+    expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT,
+                      "optimizer.safetensors: tensor '" KEY(1, "mlp.down_proj", "B")
+                      ".exp_avg_sq' element 5 (row 1, column 1) is -0.5");
+    /* One infinite exp_avg: lora_A of v_proj is [r, in = 32]; element 33 is row 1, column 1. */
+    snprintf(dir, sizeof dir, "%s/inf_one", root);
+    copy_checkpoint(root, dir);
+    snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
+    poke_floats(p, KEY(0, "self_attn.v_proj", "A") ".exp_avg", 33, INFINITY);
+    expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT,
+                      "optimizer.safetensors: tensor '" KEY(0, "self_attn.v_proj", "A")
+                      ".exp_avg' element 33 (row 1, column 1) is inf");
+    /* A NaN lora_B of q_proj, row 2 / column 3 of the PEFT file (HF row order; lorac holds it as
+     * row 4 in GGUF order): the message names the file's element, 2 * 4 + 3 = 11. The adapter
+     * loader finds it; the point here is that the checkpoint load fails cleanly. */
+    snprintf(dir, sizeof dir, "%s/nan_b", root);
+    copy_checkpoint(root, dir);
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+    poke_floats(p, KEY(0, "self_attn.q_proj", "B"), 11, NAN);
+    {
+        const char *const w[] = {"adapter_model.safetensors", "'" KEY(0, "self_attn.q_proj", "B") "'", "element 11",
+                                 "nan", NULL};
+        expect_load_errors(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT, w);
+    }
+    /* A NaN lora_A of gate_proj. */
+    snprintf(dir, sizeof dir, "%s/nan_a", root);
+    copy_checkpoint(root, dir);
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+    poke_floats(p, KEY(1, "mlp.gate_proj", "A"), 0, NAN);
+    {
+        const char *const w[] = {"adapter_model.safetensors", "'" KEY(1, "mlp.gate_proj", "A") "'", "element 0",
+                                 "nan", NULL};
+        expect_load_errors(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT, w);
+    }
+
+    saved_free(&c);
+    lc_device_close(dev);
+    rm_rf(root);
+    free(root);
+}
+END_TEST
+
+/* ---- integers of trainer_state.json: range and integrality on the double ----------------------- */
+
+START_TEST(test_bad_integers) {
+    lc_device *dev = open_cpu();
+    char *root = make_tmpdir();
+    setup s;
+    saved_ck c = {0};
+    first_checkpoint(dev, &s, root, &c);
+    setup_free(&s);
+    static const struct {
+        const char *key, *value, *want;
+    } cases[] = {
+        {"step", "1e300", "field step is 1.0000000000000001e+300, not an integer"},
+        {"step", "-1e300", "field step is -1.0000000000000001e+300, not an integer"},
+        {"step", "1e999", "field step is inf, not an integer"},
+        {"step", "1.5", "field step is 1.5, not an integer"},
+        {"step", "9223372036854775808", "field step is 9.2233720368547758e+18, not an integer"},
+        {"step", "9007199254740993", "step 9007199254740992 outside 1..steps"}, /* 2^53 + 1 reads as 2^53 */
+        {"step", "0", "step 0 outside 1..steps"},
+        {"step", "\"NaN\"", "field step missing or not a number"},
+        {"step", "\"4\"", "field step missing or not a number"},
+        {"step", "NaN", "trainer_state.json is not valid JSON"},
+        {"step", "Infinity", "trainer_state.json is not valid JSON"},
+        {"steps", "-1e300", "field train.steps is -1.0000000000000001e+300, not an integer"},
+        {"n_layer", "1e19", "field model.n_layer is 1e+19, not an integer"},
+        {"epoch", "1e300", "field data.epoch is 1.0000000000000001e+300, not an integer"},
+        {"position", "-0.5", "field data.position is -0.5, not an integer"},
+    };
+    char dir[4096];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(dir, sizeof dir, "%s/int%zu", root, i);
+        copy_edit_state(root, dir, &c, cases[i].key, cases[i].value);
+        expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT, cases[i].want);
+    }
+    /* Anything after the JSON object is damage, not ignored. */
+    snprintf(dir, sizeof dir, "%s/trailing", root);
+    copy_checkpoint(root, dir);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/trainer_state.json", dir);
+    char *e = malloc(c.sizes[3] + 8);
+    memcpy(e, c.files[3], c.sizes[3]);
+    memcpy(e + c.sizes[3], " {}\n", 4);
+    write_all(p, e, c.sizes[3] + 4);
+    free(e);
+    expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT, "trainer_state.json is not valid JSON");
+    saved_free(&c);
+    lc_device_close(dev);
+    rm_rf(root);
+    free(root);
+}
+END_TEST
+
+/* ---- the 64 MiB limit of trainer_state.json ------------------------------------------------------ */
+
+START_TEST(test_state_size_limit) {
+    const size_t limit = (size_t)64 * 1024 * 1024; /* documented in checkpoint.h */
+    lc_device *dev = open_cpu();
+    char *root = make_tmpdir();
+    setup s;
+    saved_ck c = {0};
+    first_checkpoint(dev, &s, root, &c);
+    setup_free(&s);
+    char dir[4096], p[4200], want[256];
+    /* One byte over: the real state followed by a hole (sparse, nothing to write). */
+    snprintf(dir, sizeof dir, "%s/big", root);
+    copy_checkpoint(root, dir);
+    snprintf(p, sizeof p, "%s/trainer_state.json", dir);
+    ck_assert(truncate(p, (off_t)limit + 1) == 0);
+    snprintf(want, sizeof want, "trainer_state.json: %zu bytes, more than the limit of %zu bytes (64 MiB)", limit + 1,
+             limit);
+    expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT, want);
+    /* Exactly the limit: the real state padded with spaces (valid JSON) restores. */
+    char *e = malloc(limit);
+    ck_assert_ptr_nonnull(e);
+    memcpy(e, c.files[3], c.sizes[3]);
+    memset(e + c.sizes[3], ' ', limit - c.sizes[3]);
+    write_all(p, e, limit);
+    free(e);
+    ck_assert_msg(setup_new(dev, &DEFAULT_OPTS, &s) == LC_OK, "setup: %s", lc_last_error());
+    lc_checkpoint_extra x = extra_of(&s);
+    ck_assert_msg(lc_checkpoint_load(s.tr, dir, &x, NULL) == LC_OK, "load of a %zu-byte state: %s", limit,
+                  lc_last_error());
+    ck_assert_int_eq(lc_trainer_steps_done(s.tr), N_HALF);
+    setup_free(&s);
+    saved_free(&c);
+    lc_device_close(dev);
+    rm_rf(root);
+    free(root);
+}
+END_TEST
+
+/* ---- stale temporaries of killed saves ---------------------------------------------------------- */
+
+static void make_file(const char *root, const char *name, const char *text) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", root, name);
+    write_all(p, text, strlen(text));
+}
+
+/* A directory root/name holding a file and a subdirectory with a file. */
+static void make_tree(const char *root, const char *name) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", root, name);
+    ck_assert_msg(mkdir(p, 0777) == 0, "%s: %s", p, strerror(errno));
+    snprintf(p, sizeof p, "%s/%s/sub", root, name);
+    ck_assert(mkdir(p, 0777) == 0);
+    char rel[160];
+    snprintf(rel, sizeof rel, "%s/adapter_model.safetensors", name);
+    make_file(root, rel, "partial");
+    snprintf(rel, sizeof rel, "%s/sub/x", name);
+    make_file(root, rel, name);
+}
+
+static bool exists(const char *root, const char *name) {
+    char p[4200];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s", root, name);
+    return lstat(p, &sb) == 0;
+}
+
+START_TEST(test_stale_temporaries) {
+    /* A dead pid: a child that has exited and been reaped. A live one: a child that sleeps. */
+    const pid_t dead = fork();
+    ck_assert(dead >= 0);
+    if (dead == 0) _exit(0);
+    ck_assert(waitpid(dead, NULL, 0) == dead);
+    ck_assert_msg(kill(dead, 0) != 0 && errno == ESRCH, "pid %d should be gone", (int)dead);
+    const pid_t live = fork();
+    ck_assert(live >= 0);
+    if (live == 0) { /* killed at the end; alarm() ends it anyway if the test dies first */
+        alarm(120);
+        pause();
+        _exit(0);
+    }
+    const long parent = (long)getppid();
+
+    lc_device *dev = open_cpu();
+    char *root = make_tmpdir();
+    setup s;
+    saved_ck c = {0};
+    first_checkpoint(dev, &s, root, &c);
+    ck_assert_msg(setup_step(&s, NULL) == LC_OK, "step: %s", lc_last_error());
+
+    char gone[8][64], kept[16][64];
+    int n_gone = 0, n_kept = 0;
+    snprintf(gone[n_gone++], 64, "checkpoint-7.tmp-%ld", (long)dead);
+    snprintf(gone[n_gone++], 64, "checkpoint-123.tmp-%ld", (long)dead);
+    snprintf(gone[n_gone++], 64, "checkpoint-3.tmp-%ld", (long)getpid()); /* this process's own: stale */
+    snprintf(kept[n_kept++], 64, "checkpoint-7.tmp-%ld", (long)live);
+    snprintf(kept[n_kept++], 64, "checkpoint-7.tmp-%ld", parent);
+    snprintf(kept[n_kept++], 64, "checkpoint-7.tmp-%ldx", (long)dead);
+    snprintf(kept[n_kept++], 64, "checkpoint-7.tmp-0%ld", (long)dead);
+    snprintf(kept[n_kept++], 64, "checkpoint-.tmp-%ld", (long)dead);
+    snprintf(kept[n_kept++], 64, "checkpoint-7.old-%ld", (long)dead);
+    snprintf(kept[n_kept++], 64, "checkpoint-7x.tmp-%ld", (long)dead);
+    snprintf(kept[n_kept++], 64, "checkpoint-7.tmpfoo");
+    for (int i = 0; i < n_gone; i++) make_tree(root, gone[i]);
+    for (int i = 0; i < n_kept; i++) make_tree(root, kept[i]);
+    /* Files: latest.tmp-<pid> of a dead and of a live process, and unrelated names. */
+    char lgone[64], lkept[4][64];
+    snprintf(lgone, sizeof lgone, "latest.tmp-%ld", (long)dead);
+    snprintf(lkept[0], 64, "latest.tmp-%ld", (long)live);
+    snprintf(lkept[1], 64, "latest.tmp-");
+    snprintf(lkept[2], 64, "notes.txt");
+    snprintf(lkept[3], 64, "latest.tmp-%ld.bak", (long)dead);
+    make_file(root, lgone, "checkpoint-7\n");
+    for (int i = 0; i < 4; i++) make_file(root, lkept[i], lkept[i]);
+
+    /* A save that fails (file-size limit) has already removed the stale ones: the cleanup comes
+     * before the new checkpoint is written, when the room is needed. */
+    struct rlimit old, lim;
+    ck_assert(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    lim = old;
+    lim.rlim_cur = 4096;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    ck_assert(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    lc_checkpoint_extra x = extra_of(&s);
+    const lc_status st = lc_checkpoint_save(s.tr, root, &x, 2, NULL, 0);
+    ck_assert(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    signal(SIGXFSZ, prev);
+    ck_assert_int_eq(st, LC_ERR_IO);
+    for (int i = 0; i < n_gone; i++) ck_assert_msg(!exists(root, gone[i]), "%s/%s not removed", root, gone[i]);
+    ck_assert_msg(!exists(root, lgone), "%s/%s not removed", root, lgone);
+    /* Stale ones again, then a save that succeeds. */
+    make_tree(root, gone[0]);
+    make_file(root, lgone, "checkpoint-7\n");
+    ck_assert_msg(lc_checkpoint_save(s.tr, root, &x, 2, NULL, 0) == LC_OK, "save: %s", lc_last_error());
+    ck_assert(!exists(root, gone[0]) && !exists(root, lgone));
+    /* Everything else untouched, contents included. */
+    char p[4200];
+    for (int i = 0; i < n_kept; i++) {
+        snprintf(p, sizeof p, "%s/%s/sub/x", root, kept[i]);
+        char *b = read_all(p, NULL);
+        ck_assert_msg(b && strcmp(b, kept[i]) == 0, "%s changed or removed", p);
+        free(b);
+    }
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, lkept[i]);
+        char *b = read_all(p, NULL);
+        ck_assert_msg(b && strcmp(b, lkept[i]) == 0, "%s changed or removed", p);
+        free(b);
+    }
+    snprintf(p, sizeof p, "%s/latest", root);
+    char *latest = read_all(p, NULL);
+    char want[64];
+    snprintf(want, sizeof want, "checkpoint-%d\n", N_HALF + 1);
+    ck_assert_str_eq(latest, want);
+    free(latest);
+
+    kill(live, SIGKILL);
+    waitpid(live, NULL, 0);
+    saved_free(&c);
+    setup_free(&s);
+    lc_device_close(dev);
+    rm_rf(root);
+    free(root);
+}
+END_TEST
+
 static Suite *resume_suite(void) {
     Suite *s = suite_create("resume");
     TCase *tc = tcase_create("checkpoint");
@@ -665,6 +1080,10 @@ static Suite *resume_suite(void) {
     tcase_add_test(tc, test_full_disk_enospc);
     tcase_add_test(tc, test_mismatch_and_damage);
     tcase_add_test(tc, test_keep_and_resolve);
+    tcase_add_test(tc, test_bad_values);
+    tcase_add_test(tc, test_bad_integers);
+    tcase_add_test(tc, test_state_size_limit);
+    tcase_add_test(tc, test_stale_temporaries);
     suite_add_tcase(s, tc);
     return s;
 }
