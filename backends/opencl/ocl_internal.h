@@ -110,7 +110,7 @@ typedef struct ocl_ctx {
     ocl_gemm_cpu_cfg ccfg;
     bool gemm_direct;            /* own products use the CPU-device kernels (no local memory) */
     char name[128];              /* device name, for messages */
-    char spec[16];               /* "opencl:N" */
+    char spec[24];               /* "opencl:N", N up to 10 digits */
     char key[512];               /* platform/device/driver identity, part of every cache key */
     size_t max_wg;
     size_t max_items[3];         /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
