@@ -76,6 +76,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 #endif
     ;
 
+/* The kernel set OpenBLAS uses ("SkylakeX", "Haswell", ...; cli_blas.c). */
+const char *cli_blas_corename(void);
+
 /* lc_device_open(spec) (NULL: $LORAC_DEVICE, else auto). On failure prints "lorac <cmd>: cannot
  * open device ..." with the reason and a pointer to 'lorac devices', and returns CLI_EXIT_USAGE for
  * a malformed spec (LC_ERR_INVALID_ARG), else CLI_EXIT_FAIL; CLI_EXIT_OK with *dev set otherwise. */

@@ -37,7 +37,8 @@ int cli_model_open(const char *cmd, const char *device, int threads, const char 
     if (opened != CLI_EXIT_OK) return opened;
     const lc_device_info *di = lc_device_get_info(out->dev);
     fprintf(stderr, "device: %s (%s", di->spec, di->name);
-    if (di->is_cpu && strcmp(di->backend, "cpu") == 0) fprintf(stderr, ", threads %d", di->threads);
+    if (di->is_cpu && strcmp(di->backend, "cpu") == 0)
+        fprintf(stderr, ", threads %d, OpenBLAS %s", di->threads, cli_blas_corename());
     fprintf(stderr, ")\n");
     const double t0 = cli_now();
     if (lc_model_load_gguf(out->dev, model_path, &out->model, &out->tok) != LC_OK) {
