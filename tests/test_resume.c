@@ -526,6 +526,24 @@ END_TEST
 
 /* ---- mismatches and damaged files ------------------------------------------------------------ */
 
+/* A CPU device, a fresh temporary root holding one checkpoint (first_checkpoint; the setup
+ * that wrote it is freed again), for the tests that only load or damage that checkpoint. */
+static lc_device *begin_with_checkpoint(char **root, saved_ck *c) {
+    lc_device *dev = open_cpu();
+    *root = make_tmpdir();
+    setup s;
+    first_checkpoint(dev, &s, *root, c);
+    setup_free(&s);
+    return dev;
+}
+
+static void end_with_checkpoint(lc_device *dev, char *root, saved_ck *c) {
+    saved_free(c);
+    lc_device_close(dev);
+    rm_rf(root);
+    free(root);
+}
+
 /* Load into a fresh setup with options o: must fail with `want_st` and a message holding every
  * string of want[] (NULL-terminated); the trainer and its LoRA tensors stay as they were. */
 static void expect_load_errors(lc_device *dev, const setup_opts *o, const char *path, lc_status want_st,
@@ -594,12 +612,9 @@ static void copy_checkpoint(const char *root, const char *dst) {
 }
 
 START_TEST(test_mismatch_and_damage) {
-    lc_device *dev = open_cpu();
-    char *root = make_tmpdir();
-    setup s;
+    char *root = NULL;
     saved_ck c = {0};
-    first_checkpoint(dev, &s, root, &c);
-    setup_free(&s);
+    lc_device *dev = begin_with_checkpoint(&root, &c);
     char msg[128];
 
     setup_opts o = DEFAULT_OPTS;
@@ -674,10 +689,7 @@ START_TEST(test_mismatch_and_damage) {
         expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_IO, want);
     }
 
-    saved_free(&c);
-    lc_device_close(dev);
-    rm_rf(root);
-    free(root);
+    end_with_checkpoint(dev, root, &c);
 }
 END_TEST
 
@@ -778,12 +790,9 @@ static void poke_all_exp_avg_sq(const char *dir, float v) {
 #define KEY(layer, path, ab) "base_model.model.model.layers." #layer "." path ".lora_" ab ".weight"
 
 START_TEST(test_bad_values) {
-    lc_device *dev = open_cpu();
-    char *root = make_tmpdir();
-    setup s;
+    char *root = NULL;
     saved_ck c = {0};
-    first_checkpoint(dev, &s, root, &c);
-    setup_free(&s);
+    lc_device *dev = begin_with_checkpoint(&root, &c);
     char dir[4096], p[4200];
 
     /* Every float of the moments NaN (what the tester did): the first bad value is element 0 of
@@ -845,22 +854,16 @@ START_TEST(test_bad_values) {
         expect_load_errors(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT, w);
     }
 
-    saved_free(&c);
-    lc_device_close(dev);
-    rm_rf(root);
-    free(root);
+    end_with_checkpoint(dev, root, &c);
 }
 END_TEST
 
 /* ---- integers of trainer_state.json: range and integrality on the double ----------------------- */
 
 START_TEST(test_bad_integers) {
-    lc_device *dev = open_cpu();
-    char *root = make_tmpdir();
-    setup s;
+    char *root = NULL;
     saved_ck c = {0};
-    first_checkpoint(dev, &s, root, &c);
-    setup_free(&s);
+    lc_device *dev = begin_with_checkpoint(&root, &c);
     static const struct {
         const char *key, *value, *want;
     } cases[] = {
@@ -897,10 +900,7 @@ START_TEST(test_bad_integers) {
     write_all(p, e, c.sizes[3] + 4);
     free(e);
     expect_load_error(dev, &DEFAULT_OPTS, dir, LC_ERR_FORMAT, "trainer_state.json is not valid JSON");
-    saved_free(&c);
-    lc_device_close(dev);
-    rm_rf(root);
-    free(root);
+    end_with_checkpoint(dev, root, &c);
 }
 END_TEST
 
@@ -908,12 +908,9 @@ END_TEST
 
 START_TEST(test_state_size_limit) {
     const size_t limit = (size_t)64 * 1024 * 1024; /* documented in checkpoint.h */
-    lc_device *dev = open_cpu();
-    char *root = make_tmpdir();
-    setup s;
+    char *root = NULL;
     saved_ck c = {0};
-    first_checkpoint(dev, &s, root, &c);
-    setup_free(&s);
+    lc_device *dev = begin_with_checkpoint(&root, &c);
     char dir[4096], p[4200], want[256];
     /* One byte over: the real state followed by a hole (sparse, nothing to write). */
     snprintf(dir, sizeof dir, "%s/big", root);
@@ -930,16 +927,14 @@ START_TEST(test_state_size_limit) {
     memset(e + c.sizes[3], ' ', limit - c.sizes[3]);
     write_all(p, e, limit);
     free(e);
+    setup s;
     ck_assert_msg(setup_new(dev, &DEFAULT_OPTS, &s) == LC_OK, "setup: %s", lc_last_error());
     lc_checkpoint_extra x = extra_of(&s);
     ck_assert_msg(lc_checkpoint_load(s.tr, dir, &x, NULL) == LC_OK, "load of a %zu-byte state: %s", limit,
                   lc_last_error());
     ck_assert_int_eq(lc_trainer_steps_done(s.tr), N_HALF);
     setup_free(&s);
-    saved_free(&c);
-    lc_device_close(dev);
-    rm_rf(root);
-    free(root);
+    end_with_checkpoint(dev, root, &c);
 }
 END_TEST
 
